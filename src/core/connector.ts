@@ -1,0 +1,140 @@
+/**
+ * The connector contract. Connectors are small and dumb: they read batches in key order,
+ * look up keys, and apply explicit write operations. Policy (conflict modes, ordering,
+ * batching, checkpoints, journal, progress, retries) lives in core.
+ */
+import type { Bookmark } from "./messages.js";
+import type { CollectionSchema } from "./schema.js";
+import type { Row, Value } from "./values.js";
+
+/** One batch read from a collection, with the position just after its last record. */
+export interface ReadBatch {
+  records: Row[];
+  /** Resuming from this bookmark yields the records after this batch, none of these. */
+  bookmark: Bookmark;
+}
+
+/** Options for {@link Connector.read}. */
+export interface ReadOptions {
+  /** Start after this position (from an earlier batch); from the start when absent. */
+  after?: Bookmark;
+  /** Records per batch. */
+  batchSize: number;
+  /** Only these fields (default all). Used for key-only passes. */
+  fields?: string[];
+}
+
+/**
+ * A write operation, decided by core. Connectors execute it as given:
+ * - `insert`: add `record`.
+ * - `replace`: the record matched by `match` (fields → values) becomes `record`, whole.
+ * - `update`: the record matched by `match` gets the fields of `record` set, others kept.
+ */
+export type WriteOp =
+  | { op: "insert"; record: Row }
+  | { op: "replace"; match: Record<string, Value>; record: Row }
+  | { op: "update"; match: Record<string, Value>; record: Row };
+
+/** A write operation the target refused; the others of the batch were applied. */
+export interface WriteFailure {
+  /** Index of the op in the batch. */
+  index: number;
+  /** Engine's reason, e.g. `UNIQUE constraint failed: users.email`. */
+  reason: string;
+}
+
+/** Result of {@link Connector.write}: results as values, not exceptions. */
+export interface WriteResult {
+  failures: WriteFailure[];
+}
+
+/** A checkpoint that core asks the destination to make durable together with a batch. */
+export interface Checkpoint {
+  runId: string;
+  /** The journal entry's new state, as an opaque JSON-able value. */
+  entry: unknown;
+}
+
+/** What {@link Connector.prepare} did for one collection. */
+export interface PrepareResult {
+  /** The collection as it now exists at the target. */
+  schema: CollectionSchema;
+  /** True when prepare created it (so it started empty). */
+  created: boolean;
+}
+
+/**
+ * An instance's connector.
+ *
+ * Implementer's checklist:
+ * 1. Take configuration from the URL or options object given to the factory, never from
+ *    `process.env`. Never put the password in an error message (use `redactUrl`).
+ * 2. `check` connects and throws `FerryError("E_CONNECTION")` naming the instance and the fix.
+ * 3. `discover` lists user collections (not `_ferry_*` ones) with fields, keys, foreign keys,
+ *    indexes; `native` when the engine can recreate the collection verbatim.
+ * 4. `read` yields batches in primary-key order (insertion order when there is no key) and
+ *    resumes strictly after `after`. It never yields a record twice across a resume.
+ * 5. `write` applies ops in order, atomically with `checkpoint` when given: when `write`
+ *    resolves, the ops and the checkpoint are both durable, or (on throw) neither is.
+ *    A record the engine refuses becomes a `WriteFailure`; the rest of the batch still applies.
+ * 6. `prepare` creates missing collections (same engine: from `native`), leaving existing
+ *    ones as they are; `finish` builds what is faster to build after the data (indexes).
+ * 7. The conformance suite in `test/conformance.ts` must pass.
+ */
+export interface Connector {
+  /** Engine name: `sqlite`, `files`, `postgres`, … */
+  readonly engine: string;
+  /** The instance URL with the password removed. */
+  readonly displayUrl: string;
+  /** A string equal for two connectors that point at the same data (to refuse copying onto itself). */
+  readonly identity: string;
+
+  check(): Promise<void>;
+  discover(): Promise<CollectionSchema[]>;
+  /** Record count, or undefined when counting would cost a full read. */
+  count(collection: CollectionSchema): Promise<number | undefined>;
+  read(collection: CollectionSchema, options: ReadOptions): AsyncIterable<ReadBatch>;
+
+  prepare(collection: CollectionSchema): Promise<PrepareResult>;
+  /**
+   * For each of `keys` (each a tuple of values of `fields`), whether a record with those
+   * values exists; returns the matching existing records keyed by {@link keyString}.
+   */
+  lookup(collection: CollectionSchema, fields: string[], keys: Value[][]): Promise<Map<string, Row>>;
+  write(collection: CollectionSchema, ops: WriteOp[], checkpoint?: Checkpoint): Promise<WriteResult>;
+  finish(collection: CollectionSchema): Promise<void>;
+
+  /** The run journal kept at this instance. */
+  journal(): JournalStore;
+  close(): Promise<void>;
+}
+
+/**
+ * Where runs are recorded at a target (umzug-style: a few async functions).
+ * `write(…, checkpoint)` is how a checkpoint becomes durable with the data; these are for
+ * the rest of the run's life.
+ */
+export interface JournalStore {
+  /** Saves (inserts or replaces) a run entry. */
+  save(runId: string, entry: unknown): Promise<void>;
+  get(runId: string): Promise<unknown | undefined>;
+  /** All entries, newest first. */
+  list(): Promise<unknown[]>;
+}
+
+/** Options every connector factory accepts. */
+export interface ConnectorOptions {
+  /** Open for writing (the target). Sources are opened read-only where the engine allows. */
+  write?: boolean;
+}
+
+/** Registers a family of URL schemes. */
+export interface ConnectorFactory {
+  /** URL schemes without the colon, e.g. `["sqlite"]`. */
+  schemes: string[];
+  /** Human description for `--help` and errors, e.g. `sqlite:PATH`. */
+  usage: string;
+  /** Whether this factory claims a scheme-less path (files do). */
+  claimsPath?(path: string): boolean;
+  open(url: string, options: ConnectorOptions): Promise<Connector>;
+}
