@@ -1,0 +1,233 @@
+/**
+ * The `ferry` command line: one command table; each action calls the library function of
+ * the same name. This is the only module that sets the process exit code.
+ */
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import "../connectors/index.js";
+import { copy, DEFAULT_BATCH_SIZE } from "../core/copy.js";
+import { exitCodeFor, FerryError, isFerryError } from "../core/errors.js";
+import type { FerryEvent } from "../core/events.js";
+import { history, status } from "../core/history.js";
+import { type ConflictMode, processed, type RunEntry } from "../core/journal.js";
+import { knownInstances } from "../core/registry.js";
+import { formatDuration, HumanRenderer } from "./render.js";
+import { askToConfirm, requireConfirmable } from "./prompt.js";
+
+const INSTANCES_HELP = `
+Instances are URLs:
+  sqlite:./app.db            a SQLite database file (created when it is a target)
+  ./backup/                  a directory: one NDJSON file per collection + ferry.schema.json
+  ./users.ndjson             one collection, one JSON record per line
+  ./accounts.json            top-level arrays are collections; other fields are kept`;
+
+function list(value: string): string[] {
+  const parts = value
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+  if (parts.length === 0) throw new InvalidArgumentError("give at least one name");
+  return parts;
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`"${value}" is not a whole number of at least 1`);
+  return n;
+}
+
+/** Writes machine output: one JSON document per line on stdout. */
+function json(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value)}\n`);
+}
+
+interface CopyFlags {
+  from: string;
+  to: string;
+  collections?: string[];
+  conflict: ConflictMode;
+  key?: string[];
+  dryRun?: boolean;
+  yes?: boolean;
+  batchSize: number;
+  json?: boolean;
+  resume?: boolean;
+  force?: boolean;
+  stopOnError?: boolean;
+}
+
+async function copyCommand(flags: CopyFlags): Promise<number> {
+  requireConfirmable(Boolean(flags.yes), Boolean(flags.dryRun));
+  const human = new HumanRenderer({ write: (t) => process.stderr.write(t), isTTY: Boolean(process.stderr.isTTY) });
+  const onEvent = (e: FerryEvent) => (flags.json ? json(e) : human.handle(e));
+
+  const controller = new AbortController();
+  let signals = 0;
+  const onSignal = () => {
+    signals++;
+    if (signals === 1) {
+      process.stderr.write("\nstopping after the batch in flight (Ctrl-C again to quit at once)…\n");
+      controller.abort();
+    } else {
+      process.exit(130);
+    }
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  try {
+    const result = await copy({
+      from: flags.from,
+      to: flags.to,
+      ...(flags.collections ? { collections: flags.collections } : {}),
+      conflict: flags.conflict,
+      ...(flags.key ? { key: flags.key } : {}),
+      dryRun: Boolean(flags.dryRun),
+      batchSize: flags.batchSize,
+      resume: Boolean(flags.resume),
+      force: Boolean(flags.force),
+      stopOnError: Boolean(flags.stopOnError),
+      signal: controller.signal,
+      onEvent,
+      ...(flags.yes ? {} : { confirm: askToConfirm }),
+    });
+    return result.status === "done" ? 0 : 1;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+}
+
+function runLine(r: RunEntry): string {
+  const counts = Object.values(r.collections).reduce((n, c) => n + processed(c), 0);
+  const took = r.endedAt ? formatDuration((Date.parse(r.endedAt) - Date.parse(r.startedAt)) / 1000) : "…";
+  return `${r.id}  ${r.command.padEnd(6)} ${r.status.padEnd(11)} ${r.startedAt}  ${took.padStart(7)}  ${String(counts).padStart(9)} rec  from ${r.source}`;
+}
+
+function statusText(r: RunEntry): string {
+  const lines = [
+    `run ${r.id}: ${r.command} ${r.source} → ${r.target}`,
+    `status ${r.status}, by ${r.by}, started ${r.startedAt}${r.endedAt ? `, ended ${r.endedAt}` : ""}`,
+    `conflict ${r.options.conflict}${r.options.key ? `, key ${r.options.key.join(",")}` : ""}, batch ${r.options.batchSize}`,
+  ];
+  if (r.error) lines.push(`error ${r.error.code}: ${r.error.message}`);
+  for (const [name, c] of Object.entries(r.collections)) {
+    const done = processed(c);
+    const pct = c.total ? ` (${((100 * done) / c.total).toFixed(1)}%)` : "";
+    lines.push(
+      `  ${name}: ${done}/${c.total ?? "?"}${pct} ${c.done ? "done" : "in progress"} — copied ${c.copied}, skipped ${c.skipped}, overwritten ${c.overwritten}, merged ${c.merged}, failed ${c.failed}`,
+    );
+    for (const f of c.failures.slice(0, 10)) lines.push(`    ✗ ${f.key}: ${f.reason}`);
+  }
+  return lines.join("\n");
+}
+
+/** Builds the command table. Exported for tests. */
+export function program(): Command {
+  const p = new Command("ferry")
+    .description("Move an application's data between instances, engines and versions, and prove nothing was lost.")
+    .version("0.1.0")
+    .showHelpAfterError("(run with --help for usage)")
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) });
+
+  p.command("copy")
+    .description("copy collections from one instance to another, resumably, with a conflict mode")
+    .requiredOption("--from <url>", "source instance")
+    .requiredOption("--to <url>", "target instance")
+    .option("--collections <names>", "only these collections, comma-separated (default: all)", list)
+    .addOption(
+      new Option("--conflict <mode>", "when a record's key exists at the target")
+        .choices(["fail", "skip", "overwrite", "merge"])
+        .default("fail"),
+    )
+    .option("--key <fields>", "natural key to match records on, comma-separated (default: the primary key)", list)
+    .option("--dry-run", "count what would be copied, skipped, overwritten, merged or refused; write nothing")
+    .option("-y, --yes", "do not ask for confirmation (required without a terminal)")
+    .option("--batch-size <n>", "records per batch and checkpoint", positiveInt, DEFAULT_BATCH_SIZE)
+    .option("--json", "NDJSON events on stdout instead of progress on stderr")
+    .option("--resume", "continue the target's interrupted run from its last checkpoint")
+    .option("--force", "start although the target has an unfinished run (it is marked abandoned)")
+    .option("--stop-on-error", "stop at the first record the target refuses")
+    .addHelpText(
+      "after",
+      `
+Conflict modes:
+  fail       (default) if any incoming key exists at the target, write nothing (exit 4)
+  skip       leave existing records untouched; running the same copy twice copies 0 the second time
+  overwrite  replace existing records whole
+  merge      update matched records field by field (key: primary key or --key), add new ones,
+             keep target records the source does not have
+${INSTANCES_HELP}
+
+Exit codes: 0 done · 1 failed (records refused, listed) · 2 usage/config · 4 conflict in fail mode
+            · 130 interrupted (run again with --resume)
+
+Examples:
+  ferry copy --from sqlite:./app.db --to ./backup/ --yes
+  ferry copy --from ./backup/ --to sqlite:./restored.db --conflict skip --yes
+  ferry copy --from sqlite:a.db --to sqlite:b.db --conflict merge --key email --dry-run`,
+    )
+    .action(async (flags: CopyFlags) => {
+      process.exitCode = await copyCommand(flags);
+    });
+
+  p.command("history")
+    .description("list the runs recorded in an instance's journal, newest first")
+    .requiredOption("--at <url>", "the instance (a copy's target)")
+    .option("--limit <n>", "at most this many runs", positiveInt)
+    .option("--json", "one run per line as JSON on stdout")
+    .action(async (flags: { at: string; limit?: number; json?: boolean }) => {
+      const runs = await history({ at: flags.at, ...(flags.limit ? { limit: flags.limit } : {}) });
+      if (flags.json) for (const r of runs) json(r);
+      else if (runs.length === 0) process.stderr.write(`no runs recorded at ${flags.at}\n`);
+      else process.stdout.write(`${runs.map(runLine).join("\n")}\n`);
+    });
+
+  p.command("status")
+    .description("show one run with per-collection progress (readable while it runs)")
+    .argument("[id]", "run id or a unique prefix (default: the newest run)")
+    .requiredOption("--at <url>", "the instance whose journal holds the run")
+    .option("--json", "the run as JSON on stdout")
+    .action(async (id: string | undefined, flags: { at: string; json?: boolean }) => {
+      const r = await status({ at: flags.at, ...(id ? { id } : {}) });
+      if (flags.json) json(r);
+      else process.stdout.write(`${statusText(r)}\n`);
+    });
+
+  p.addHelpText("after", `${INSTANCES_HELP}\n\nKnown instance kinds: ${knownInstances().join(" · ")}`);
+  return p;
+}
+
+/** Runs the CLI with `argv` and returns the exit code (never exits itself). */
+export async function main(argv: string[]): Promise<number> {
+  const wantsJson = argv.includes("--json");
+  try {
+    process.exitCode = 0;
+    await program().parseAsync(argv, { from: "user" });
+    return typeof process.exitCode === "number" ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version end here too, with exit code 0.
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    const code = exitCodeFor(err);
+    const fe = isFerryError(err) ? err : undefined;
+    if (wantsJson) {
+      json({
+        type: "error",
+        code: fe?.code ?? "E_INTERNAL",
+        message: fe?.message ?? String(err),
+        ...(fe ? { details: fe.details } : {}),
+      });
+    }
+    if (fe && fe.code !== "E_INTERNAL") {
+      process.stderr.write(`ferry: ${fe.message}\n`);
+    } else {
+      // Not the user's fault: say so, with the stack, so it can be reported.
+      process.stderr.write(`ferry: internal error (please report): ${err instanceof Error ? err.stack : String(err)}\n`);
+      if (fe?.cause instanceof Error) process.stderr.write(`caused by: ${fe.cause.stack}\n`);
+    }
+    return code;
+  }
+}
+
+export { FerryError };

@@ -1,0 +1,37 @@
+/** The confirmation prompt before a run writes. */
+import { createInterface } from "node:readline/promises";
+import type { CopyPlan } from "../core/copy.js";
+import { FerryError } from "../core/errors.js";
+
+/** Whether a person can answer a prompt (stdin and stderr are terminals). */
+export function canPrompt(): boolean {
+  return Boolean(process.stdin.isTTY && process.stderr.isTTY);
+}
+
+/** Refuses up front when a write needs confirmation and nobody can give it. */
+export function requireConfirmable(yes: boolean, dryRun: boolean): void {
+  if (!yes && !dryRun && !canPrompt()) {
+    throw new FerryError(
+      "E_USAGE",
+      "refusing to write without confirmation: there is no terminal to ask on; pass --yes to confirm (or --dry-run to preview)",
+    );
+  }
+}
+
+/** Describes the plan and asks y/N on the terminal. */
+export async function askToConfirm(plan: CopyPlan): Promise<boolean> {
+  const lines = plan.collections.map(
+    (c) =>
+      `  ${c.name}: ${c.total ?? "?"} record(s), key ${c.key.join(",") || "(none)"}${c.targetExists ? " (exists at target)" : ""}`,
+  );
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const head = plan.resume
+      ? `Resume run ${plan.resume}: copy ${plan.source} → ${plan.target} (conflict ${plan.conflict})`
+      : `Copy ${plan.source} → ${plan.target} (conflict ${plan.conflict}):`;
+    const answer = await rl.question(`${head}\n${lines.join("\n")}\nProceed? [y/N] `);
+    return /^y(es)?$/i.test(answer.trim());
+  } finally {
+    rl.close();
+  }
+}

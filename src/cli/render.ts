@@ -1,0 +1,120 @@
+/**
+ * Renders core events for people (stderr: live progress lines, a summary table) or for
+ * machines (`--json`: one event per line on stdout).
+ */
+import type { FerryEvent, ProgressEvent, RunEndEvent } from "../core/events.js";
+import { type CollectionStats, processed } from "../core/journal.js";
+
+/** Where rendered text goes; a terminal gets in-place updates. */
+export interface Output {
+  write(text: string): void;
+  isTTY: boolean;
+}
+
+const num = new Intl.NumberFormat("en-US");
+const PLAIN_PROGRESS_EVERY_MS = 5000;
+
+/** Formats seconds as `1:05` / `1:02:03`. */
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const r = String(s % 60).padStart(2, "0");
+  return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${r}` : `${m}:${r}`;
+}
+
+/** One progress line: name, count / total, percent, rate, ETA. */
+export function progressLine(e: ProgressEvent, width = 16): string {
+  const total = e.total === undefined ? "?" : num.format(e.total);
+  const pct = e.total ? ` ${((100 * e.done) / e.total).toFixed(1).padStart(5)}%` : "";
+  const eta = e.etaSeconds === undefined ? "" : `  ETA ${formatDuration(e.etaSeconds)}`;
+  return `  ${e.collection.padEnd(width)} ${num.format(e.done)} / ${total}${pct}  ${num.format(Math.round(e.rate))} rows/s${eta}`;
+}
+
+/** Renders events as human text. Keeps the live line state between calls. */
+export class HumanRenderer {
+  private live = false;
+  private lastPlain = new Map<string, number>();
+  private width = 16;
+
+  constructor(private readonly out: Output) {}
+
+  handle(e: FerryEvent): void {
+    switch (e.type) {
+      case "run-start": {
+        this.width = Math.max(16, ...e.collections.map((c) => c.name.length));
+        const verb = e.dryRun ? "dry run:" : e.resumed ? `resuming ${e.runId}:` : `run ${e.runId}:`;
+        this.line(`${verb} ${e.command} ${e.source} → ${e.target}`);
+        break;
+      }
+      case "progress":
+        if (this.out.isTTY) {
+          this.out.write(`\r\x1b[K${progressLine(e, this.width)}`);
+          this.live = true;
+        } else {
+          const now = Date.now();
+          const last = this.lastPlain.get(e.collection) ?? now;
+          if (!this.lastPlain.has(e.collection)) this.lastPlain.set(e.collection, now);
+          if (now - last >= PLAIN_PROGRESS_EVERY_MS) {
+            this.line(progressLine(e, this.width));
+            this.lastPlain.set(e.collection, now);
+          }
+        }
+        break;
+      case "collection-end": {
+        const n = processed(e.stats);
+        const rate = e.seconds > 0 ? Math.round(n / e.seconds) : n;
+        this.line(
+          `  ${e.collection.padEnd(this.width)} ${num.format(n)} done in ${e.seconds.toFixed(1)}s (${num.format(rate)} rows/s)`,
+        );
+        break;
+      }
+      case "record-error":
+        this.line(`  ✗ ${e.collection} ${e.key}: ${e.reason}`);
+        break;
+      case "notice":
+        this.line(`note: ${e.message}`);
+        break;
+      case "run-end":
+        this.line(summaryTable(e));
+        break;
+    }
+  }
+
+  /** Ends a live line so the next text starts clean. */
+  private line(text: string): void {
+    if (this.live) {
+      this.out.write("\r\x1b[K");
+      this.live = false;
+    }
+    this.out.write(`${text}\n`);
+  }
+}
+
+const COLUMNS: (keyof CollectionStats)[] = ["copied", "skipped", "overwritten", "merged", "failed"];
+
+/** The per-collection and total summary printed at the end of a run. */
+export function summaryTable(e: RunEndEvent): string {
+  const heads = e.dryRun
+    ? ["collection", "would copy", "skip", "overwrite", "merge", "refused"]
+    : ["collection", "copied", "skipped", "overwritten", "merged", "failed", "time", "rows/s"];
+  const rows: string[][] = [];
+  for (const [name, s] of Object.entries(e.collections)) rows.push([name, ...COLUMNS.map((c) => num.format(s[c]))]);
+  const n = processed(e.total);
+  rows.push([
+    "total",
+    ...COLUMNS.map((c) => num.format(e.total[c])),
+    ...(e.dryRun ? [] : [`${e.seconds.toFixed(1)}s`, num.format(e.seconds > 0 ? Math.round(n / e.seconds) : n)]),
+  ]);
+  const widths = heads.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const fmt = (r: string[]) =>
+    r.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join("  ");
+  const status = e.dryRun
+    ? "dry run: nothing was written"
+    : e.status === "done"
+      ? "done"
+      : e.status === "interrupted"
+        ? `interrupted: run the same command with --resume to continue run ${e.runId}`
+        : `${e.status}${e.error ? `: ${e.error.message}` : e.total.failed > 0 ? `: ${num.format(e.total.failed)} record(s) refused by the target (listed above)` : ""}`;
+  return ["", fmt(heads), ...rows.map(fmt), "", status].join("\n");
+}

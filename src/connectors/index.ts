@@ -1,0 +1,3 @@
+/** Registers every built-in connector. Importing `ferry` does this. */
+import "./sqlite/index.js";
+import "./files/index.js";

@@ -1,0 +1,17 @@
+/**
+ * Ferry as a library: `import { copy } from "ferry"`.
+ * Importing this module registers the built-in connectors.
+ */
+import "./connectors/index.js";
+
+export type { Checkpoint, Connector, ConnectorFactory, JournalStore, ReadBatch, WriteOp } from "./core/connector.js";
+export { type CopyOptions, type CopyPlan, type CopyResult, copy, DEFAULT_BATCH_SIZE } from "./core/copy.js";
+export { type ErrorCode, exitCodeFor, FerryError, isFerryError } from "./core/errors.js";
+export type { FerryEvent } from "./core/events.js";
+export { history, status } from "./core/history.js";
+export type { CollectionStats, ConflictMode, RunEntry, RunStatus } from "./core/journal.js";
+export type { Message } from "./core/messages.js";
+export { openConnector, registerConnector } from "./core/registry.js";
+export type { CollectionSchema, FieldSchema, FieldType } from "./core/schema.js";
+export { redactUrl } from "./core/url.js";
+export { decodeRow, encodeRow, type Row, type Value } from "./core/values.js";
