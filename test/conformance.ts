@@ -51,7 +51,7 @@ function children(extra: FieldSchema[]): CollectionSchema {
   };
 }
 
-const NOTES = ["plain", "", "unicode: żółć 日本 🚢", "line\nbreak \u2028 sep", null, "quote \" and \\ slash"];
+const NOTES = ["plain", "", "unicode: żółć 日本 🚢", "line\nbreak \u2028 sep", null, 'quote " and \\ slash'];
 
 /** Fixture rows: varied values, including the connector's extra fields. */
 export function fixtures(extra: ConformanceTarget["extraFields"] = [], n = 57): Fixture[] {
@@ -116,9 +116,7 @@ export function conformance(t: ConformanceTarget): void {
       expect(r.status).toBe("done");
       expect(r.total.copied).toBe(data[0]!.rows.length + data[1]!.rows.length);
       expect(canonical(await readAll(b))).toEqual(canonical(await readAll(a)));
-      expect(canonical(await readAll(b))).toEqual(
-        canonical({ teams: data[0]!.rows, members: data[1]!.rows }),
-      );
+      expect(canonical(await readAll(b))).toEqual(canonical({ teams: data[0]!.rows, members: data[1]!.rows }));
     });
 
     it("copies parents before children", async () => {

@@ -10,8 +10,8 @@ import type { FerryEvent } from "../core/events.js";
 import { history, status } from "../core/history.js";
 import { type ConflictMode, processed, type RunEntry } from "../core/journal.js";
 import { knownInstances } from "../core/registry.js";
-import { formatDuration, HumanRenderer } from "./render.js";
 import { askToConfirm, requireConfirmable } from "./prompt.js";
+import { formatDuration, HumanRenderer } from "./render.js";
 
 const INSTANCES_HELP = `
 Instances are URLs:
@@ -223,7 +223,9 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`ferry: ${fe.message}\n`);
     } else {
       // Not the user's fault: say so, with the stack, so it can be reported.
-      process.stderr.write(`ferry: internal error (please report): ${err instanceof Error ? err.stack : String(err)}\n`);
+      process.stderr.write(
+        `ferry: internal error (please report): ${err instanceof Error ? err.stack : String(err)}\n`,
+      );
       if (fe?.cause instanceof Error) process.stderr.write(`caused by: ${fe.cause.stack}\n`);
     }
     return code;

@@ -25,7 +25,7 @@ import {
 } from "./journal.js";
 import { openConnector } from "./registry.js";
 import { type CollectionSchema, dependencyOrder } from "./schema.js";
-import { encodeValue, keyOf, keyString, type Row, type Value } from "./values.js";
+import { encodeValue, keyOf, keyString, type Row, setField, type Value } from "./values.js";
 
 /** Options of {@link copy}. */
 export interface CopyOptions {
@@ -273,7 +273,12 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
         by: currentUser(),
         startedAt: now,
         status: "running",
-        options: { conflict: o.conflict, ...(keyOption ? { key: keyOption } : {}), collections: names, batchSize: o.batchSize },
+        options: {
+          conflict: o.conflict,
+          ...(keyOption ? { key: keyOption } : {}),
+          collections: names,
+          batchSize: o.batchSize,
+        },
         collections: Object.fromEntries(jobs.map((j) => [j.source.name, j.progress])),
       };
   for (const j of jobs) current.collections[j.source.name] = j.progress;
@@ -428,7 +433,14 @@ async function copyCollection(
     if (o.dryRun || !target) Object.assign(j.progress, addStats(statsOf(j.progress), delta));
     for (const f of failures) {
       if (j.progress.failures.length < MAX_FAILURES_KEPT) j.progress.failures.push(f);
-      o.emit({ type: "record-error", runId: entry.id, collection: name, key: f.key, code: "E_WRITE", reason: f.reason });
+      o.emit({
+        type: "record-error",
+        runId: entry.id,
+        collection: name,
+        key: f.key,
+        code: "E_WRITE",
+        reason: f.reason,
+      });
     }
     if (failures.length > 0 && target && !o.dryRun) {
       // Failures were learned after the checkpoint: record the corrected counts.
@@ -468,7 +480,7 @@ async function decide(
   const out: Decided = { ops: [], skipped: 0, refused: [] };
   const clean = (r: Row): Row => {
     const o: Row = {};
-    for (const k in r) if (writable.has(k)) o[k] = r[k] as Value;
+    for (const k of Object.keys(r)) if (writable.has(k)) setField(o, k, r[k] as Value);
     return o;
   };
   if (j.key.length === 0 || (j.progress.targetWasEmpty && sameKeyAsPrimary(j))) {
@@ -502,7 +514,9 @@ async function decide(
       case "merge": {
         // Identity stays the target's: primary-key fields are never changed by a merge.
         const fields: Row = {};
-        for (const f in record) if (!j.target.primaryKey.includes(f) || j.key.includes(f)) fields[f] = record[f] as Value;
+        for (const f of Object.keys(record)) {
+          if (!j.target.primaryKey.includes(f) || j.key.includes(f)) setField(fields, f, record[f] as Value);
+        }
         out.ops.push({ op: "update", write: { op: "update", match, record: fields } });
         break;
       }

@@ -38,7 +38,10 @@ export async function status(options: StatusOptions): Promise<RunEntry> {
   const matches = runs.filter((r) => r.id === options.id || r.id.startsWith(options.id as string));
   if (matches.length === 1) return matches[0] as RunEntry;
   if (matches.length > 1) {
-    throw new FerryError("E_USAGE", `run id "${options.id}" is ambiguous: it starts ${matches.map((m) => m.id).join(", ")}`);
+    throw new FerryError(
+      "E_USAGE",
+      `run id "${options.id}" is ambiguous: it starts ${matches.map((m) => m.id).join(", ")}`,
+    );
   }
   throw new FerryError("E_NOT_FOUND", `no run ${options.id} at ${options.at}: \`ferry history --at URL\` lists them`);
 }

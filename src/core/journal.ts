@@ -58,7 +58,10 @@ export const MAX_FAILURES_KEPT = 100;
 
 /** A new, time-sortable run id such as `20261121T150102-3fa9c1`. */
 export function newRunId(now = new Date()): string {
-  const stamp = now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "");
+  const stamp = now
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d+Z$/, "");
   return `${stamp}-${randomBytes(3).toString("hex")}`;
 }
 

@@ -96,17 +96,27 @@ export function decodeValue(j: JsonValue): Value {
   }
 }
 
+/**
+ * Sets a field on a record object. A field may be called `__proto__` (JSON.parse makes such
+ * own properties); plain assignment would replace the prototype instead and lose it.
+ */
+export function setField<T>(obj: Record<string, T>, name: string, value: T): void {
+  if (name === "__proto__")
+    Object.defineProperty(obj, name, { value, enumerable: true, writable: true, configurable: true });
+  else obj[name] = value;
+}
+
 /** Encodes every top-level field of a record. */
 export function encodeRow(row: Row): Record<string, JsonValue> {
   const out: Record<string, JsonValue> = {};
-  for (const k in row) out[k] = encodeValue(row[k] as Value);
+  for (const k of Object.keys(row)) setField(out, k, encodeValue(row[k] as Value));
   return out;
 }
 
 /** Decodes every top-level field of a record. */
 export function decodeRow(obj: Record<string, JsonValue>): Row {
   const out: Row = {};
-  for (const k in obj) out[k] = decodeValue(obj[k] as JsonValue);
+  for (const k of Object.keys(obj)) setField(out, k, decodeValue(obj[k] as JsonValue));
   return out;
 }
 
