@@ -99,7 +99,15 @@ export function summaryTable(e: RunEndEvent): string {
     ? ["collection", "would copy", "skip", "overwrite", "merge", "refused"]
     : ["collection", "copied", "skipped", "overwritten", "merged", "failed", "time", "rows/s"];
   const rows: string[][] = [];
-  for (const [name, s] of Object.entries(e.collections)) rows.push([name, ...COLUMNS.map((c) => num.format(s[c]))]);
+  for (const [name, s] of Object.entries(e.collections)) {
+    const secs = e.timings[name] ?? 0;
+    const n = processed(s);
+    rows.push([
+      name,
+      ...COLUMNS.map((c) => num.format(s[c])),
+      ...(e.dryRun ? [] : [`${secs.toFixed(1)}s`, num.format(secs > 0 ? Math.round(n / secs) : n)]),
+    ]);
+  }
   const n = processed(e.total);
   rows.push([
     "total",

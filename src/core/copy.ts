@@ -72,6 +72,8 @@ export interface CopyResult {
   status: RunStatus;
   dryRun: boolean;
   collections: Record<string, CollectionStats>;
+  /** Seconds spent per collection (across resumes). */
+  timings: Record<string, number>;
   total: CollectionStats;
   seconds: number;
   /** Refused records (up to 100 per collection). */
@@ -320,6 +322,7 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
   if (journal) await journal.save(current).catch(() => {});
 
   const collections = Object.fromEntries(jobs.map((j) => [j.source.name, statsOf(j.progress)]));
+  const timings = Object.fromEntries(jobs.map((j) => [j.source.name, j.progress.seconds ?? 0]));
   const total = Object.values(collections).reduce(addStats, emptyStats());
   const seconds = (Date.now() - started) / 1000;
   o.emit({
@@ -328,6 +331,7 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
     status: current.status,
     dryRun: o.dryRun,
     collections,
+    timings,
     total,
     seconds,
     ...(current.error ? { error: current.error } : {}),
@@ -341,6 +345,7 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
     status: current.status,
     dryRun: o.dryRun,
     collections,
+    timings,
     total,
     seconds,
     failures: jobs.flatMap((j) => j.progress.failures.map((f) => ({ collection: j.source.name, ...f }))),
@@ -395,7 +400,11 @@ async function copyCollection(
   const name = j.source.name;
   const startedAt = Date.now();
   const doneAtStart = processed(j.progress);
-  if (target && !o.dryRun) j.target = (await target.prepare(j.source)).schema;
+  if (target && !o.dryRun) {
+    const prepared = await target.prepare(j.source);
+    j.target = prepared.schema;
+    if (prepared.created) j.progress.targetCreated = true;
+  }
   const writable = new Set(j.target.fields.filter((f) => !f.generated).map((f) => f.name));
 
   for await (const batch of source.read(j.source, { batchSize: o.batchSize, ...bookmarkOf(j) })) {
@@ -449,15 +458,17 @@ async function copyCollection(
     emitProgress(o.emit, entry.id, name, j.progress, startedAt, doneAtStart);
     if (o.stopOnError && failures.length > 0) return;
   }
-  if (target && !o.dryRun) await target.finish(j.target);
+  // A collection this run created gets the source's indexes; an existing one is left as it was.
+  if (target && !o.dryRun) await target.finish(j.progress.targetCreated ? j.source : j.target);
   j.progress.done = true;
+  j.progress.seconds = (j.progress.seconds ?? 0) + (Date.now() - startedAt) / 1000;
   if (target && !o.dryRun) await new Journal(target.journal()).save(entry);
   o.emit({
     type: "collection-end",
     runId: entry.id,
     collection: name,
     stats: statsOf(j.progress),
-    seconds: (Date.now() - startedAt) / 1000,
+    seconds: j.progress.seconds,
   });
 }
 

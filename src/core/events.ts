@@ -57,6 +57,8 @@ export interface RunEndEvent {
   status: RunStatus;
   dryRun: boolean;
   collections: Record<string, CollectionStats>;
+  /** Seconds spent per collection (across resumes). */
+  timings: Record<string, number>;
   total: CollectionStats;
   seconds: number;
   error?: { code: string; message: string };

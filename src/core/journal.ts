@@ -31,6 +31,10 @@ export interface CollectionProgress extends CollectionStats {
   done: boolean;
   /** The target collection was empty when the run began: no lookups needed. */
   targetWasEmpty: boolean;
+  /** This run created the target collection, so it also builds its indexes from the source's definition. */
+  targetCreated?: boolean;
+  /** Seconds spent on this collection so far, across resumes. */
+  seconds?: number;
   /** Up to {@link MAX_FAILURES_KEPT} refused records. */
   failures: { key: string; reason: string }[];
 }
