@@ -49,6 +49,8 @@ export interface TableInfo {
   columns: ColumnInfo[];
   byName: Map<string, ColumnInfo>;
   primaryKey: string[];
+  /** Whether any column is generated (so writes must leave some fields out). */
+  hasGenerated: boolean;
   withoutRowid: boolean;
   strict: boolean;
   /**
@@ -99,7 +101,7 @@ export function readTableInfo(db: Database.Database, name: string): TableInfo | 
   const withoutRowid = list?.wr === 1;
   const strict = list?.strict === 1;
   const xinfo = db
-    .prepare("SELECT name, type, \"notnull\", dflt_value, pk, hidden FROM pragma_table_xinfo(?) WHERE hidden <> 1")
+    .prepare('SELECT name, type, "notnull", dflt_value, pk, hidden FROM pragma_table_xinfo(?) WHERE hidden <> 1')
     .safeIntegers(false)
     .all(master.name) as XInfoRow[];
 
@@ -148,6 +150,7 @@ export function readTableInfo(db: Database.Database, name: string): TableInfo | 
     columns,
     byName,
     primaryKey,
+    hasGenerated: columns.some((c) => c.generated),
     withoutRowid,
     strict,
     readKey,
@@ -181,7 +184,7 @@ interface IndexListRow {
  */
 export function describeTable(db: Database.Database, info: TableInfo): CollectionSchema {
   const fkRows = db
-    .prepare("SELECT id, seq, \"table\", \"from\", \"to\", on_update, on_delete FROM pragma_foreign_key_list(?)")
+    .prepare('SELECT id, seq, "table", "from", "to", on_update, on_delete FROM pragma_foreign_key_list(?)')
     .safeIntegers(false)
     .all(info.name) as FkRow[];
   const byId = new Map<number, FkRow[]>();
@@ -208,7 +211,7 @@ export function describeTable(db: Database.Database, info: TableInfo): Collectio
 
   const indexRows = (
     db
-      .prepare("SELECT seq, name, \"unique\", origin, partial FROM pragma_index_list(?)")
+      .prepare('SELECT seq, name, "unique", origin, partial FROM pragma_index_list(?)')
       .safeIntegers(false)
       .all(info.name) as IndexListRow[]
   ).sort((a, b) => b.seq - a.seq); // listed newest first
