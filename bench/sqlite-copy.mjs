@@ -79,7 +79,7 @@ const ferry = (to) =>
   `${JSON.stringify(process.execPath)} ${bin} copy --from sqlite:${src} --to ${to} --yes --json > /dev/null`;
 
 const results = [];
-if (hasSqlite3) results.push(bench("sqlite3 .dump | sqlite3", clean, `sqlite3 ${src} .dump | sqlite3 ${dstDb}`));
+if (hasSqlite3) results.push(bench("sqlite3 .dump → sqlite3", clean, `sqlite3 ${src} .dump | sqlite3 ${dstDb}`));
 results.push(bench("ferry copy sqlite → sqlite", clean, ferry(`sqlite:${dstDb}`)));
 if (hasSqlite3)
   results.push(bench("sqlite3 -json (array export)", clean, `sqlite3 -json ${src} 'SELECT * FROM bench' > ${dstJson}`));

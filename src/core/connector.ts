@@ -122,6 +122,35 @@ export interface JournalStore {
   list(): Promise<unknown[]>;
 }
 
+/**
+ * Optional capability of a target: a same-engine transfer that bypasses records (SQLite
+ * `ATTACH` + `INSERT … SELECT`; later PostgreSQL `COPY` binary, Redis `DUMP`/`RESTORE`).
+ * Core uses it only for plain inserts into a collection that was empty when the run began,
+ * with the same checkpoints and counts as the record path.
+ *
+ * Implementer's checklist:
+ * 1. `canBulkCopyFrom` is cheap and true only when `bulkCopyFrom` will work for this pair.
+ * 2. `bulkCopyFrom` inserts the next at most `limit` records strictly after `after`, in key
+ *    order, and saves `checkpoint(count, bookmark)` in the same transaction.
+ * 3. The bookmark is in `source.read`'s format, so a run may resume on either path.
+ * 4. If the engine refuses any record, throw `FerryError("E_WRITE")` having written nothing:
+ *    core redoes the rest on the record path to name each refused record.
+ */
+export interface BulkTransfer {
+  canBulkCopyFrom(source: Connector, collection: CollectionSchema): boolean;
+  bulkCopyFrom(
+    source: Connector,
+    collection: CollectionSchema,
+    options: { after?: Bookmark; limit: number },
+    checkpoint: (count: number, bookmark: Bookmark) => Checkpoint,
+  ): Promise<{ count: number; bookmark: Bookmark }>;
+}
+
+/** True when a connector offers {@link BulkTransfer}. */
+export function hasBulkTransfer(c: Connector): c is Connector & BulkTransfer {
+  return typeof (c as Partial<BulkTransfer>).bulkCopyFrom === "function";
+}
+
 /** Options every connector factory accepts. */
 export interface ConnectorOptions {
   /** Open for writing (the target). Sources are opened read-only where the engine allows. */

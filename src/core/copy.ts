@@ -4,7 +4,7 @@
  * each batch, and records the run in the target's journal. Library, CLI, API and console
  * all call this one function.
  */
-import type { Checkpoint, Connector, WriteOp } from "./connector.js";
+import { type Checkpoint, type Connector, hasBulkTransfer, type WriteOp } from "./connector.js";
 import { FerryError, isFerryError } from "./errors.js";
 import type { EventSink, FerryEvent } from "./events.js";
 import {
@@ -407,6 +407,12 @@ async function copyCollection(
   }
   const writable = new Set(j.target.fields.filter((f) => !f.generated).map((f) => f.name));
 
+  if (target && !o.dryRun && j.progress.targetWasEmpty && sameKeyAsPrimary(j)) {
+    await bulkCopy(source, target, j, entry, o, () =>
+      emitProgress(o.emit, entry.id, name, j.progress, startedAt, doneAtStart),
+    );
+  }
+  // The record path: everything, or what the bulk path left (it stops at a refused record).
   for await (const batch of source.read(j.source, { batchSize: o.batchSize, ...bookmarkOf(j) })) {
     throwIfAborted(o.signal);
     const decided = await decide(target, j, batch.records, o.conflict, writable);
@@ -470,6 +476,48 @@ async function copyCollection(
     stats: statsOf(j.progress),
     seconds: j.progress.seconds,
   });
+}
+
+/**
+ * The same-engine fast path, batch by batch with a checkpoint each. Returns when the
+ * collection is exhausted, or early when the engine refused a record in a batch (nothing of
+ * that batch was written): the record path then continues from the last checkpoint and
+ * names each refused record.
+ */
+async function bulkCopy(
+  source: Connector,
+  target: Connector,
+  j: Job,
+  entry: RunEntry,
+  o: RunOptions,
+  progress: () => void,
+): Promise<void> {
+  if (!hasBulkTransfer(target) || !target.canBulkCopyFrom(source, j.source)) return;
+  for (;;) {
+    throwIfAborted(o.signal);
+    const before = { copied: j.progress.copied, bookmark: j.progress.bookmark };
+    try {
+      const r = await target.bulkCopyFrom(
+        source,
+        j.source,
+        { ...bookmarkOf(j), limit: o.batchSize },
+        (count, bookmark) => {
+          j.progress.copied = before.copied + count;
+          j.progress.bookmark = bookmark;
+          return { runId: entry.id, entry };
+        },
+      );
+      if (r.count === 0) return;
+      j.progress.copied = before.copied + r.count;
+      j.progress.bookmark = r.bookmark;
+    } catch (err) {
+      j.progress.copied = before.copied;
+      j.progress.bookmark = before.bookmark;
+      if (isFerryError(err, "E_WRITE")) return;
+      throw err;
+    }
+    progress();
+  }
 }
 
 type OpKind = WriteOp["op"];

@@ -7,6 +7,7 @@ import { accessSync, constants, existsSync, mkdirSync, realpathSync, statSync } 
 import { basename, dirname, join, resolve } from "node:path";
 import Database from "better-sqlite3";
 import type {
+  BulkTransfer,
   Checkpoint,
   Connector,
   ConnectorFactory,
@@ -46,6 +47,8 @@ const MAX_VARIABLES = 32_766;
 const LOOKUP_CHUNK = 1000;
 /** Prepared statements kept per table before the cache is dropped (field lists vary little). */
 const MAX_CACHED_STATEMENTS = 256;
+/** Schema name of a source attached for the bulk path. */
+const ATTACHED = "ferry_source";
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 
@@ -129,7 +132,7 @@ export const sqliteFactory: ConnectorFactory = {
  *   `Buffer`s, and 0/1 in BOOLEAN-typed columns as booleans; everything else as stored
  *   (dates and JSON stay the text SQLite holds, so a copy is byte-for-byte).
  */
-export class SqliteConnector implements Connector {
+export class SqliteConnector implements Connector, BulkTransfer {
   readonly engine = "sqlite";
   readonly displayUrl: string;
   readonly identity: string;
@@ -147,6 +150,8 @@ export class SqliteConnector implements Connector {
   #restoreJournalMode: string | undefined;
   #txn: Database.Transaction<(fn: () => unknown) => unknown> | undefined;
   #checkpointUpsert: Database.Statement | undefined;
+  /** Path of the source attached for the bulk path, if any. */
+  #attached: string | undefined;
 
   private constructor(url: string, options: ConnectorOptions) {
     const location = parseSqliteUrl(url);
@@ -721,6 +726,99 @@ export class SqliteConnector implements Connector {
     return this.#journal;
   }
 
+  /**
+   * Same-engine fast path ({@link BulkTransfer}): rows move inside SQLite, from the source
+   * file attached to this connection, by `INSERT … SELECT` in key ranges, never
+   * through JavaScript. Only for tables whose key orders rows totally (no NULL-able key).
+   */
+  canBulkCopyFrom(source: Connector, collection: CollectionSchema): boolean {
+    if (!(source instanceof SqliteConnector) || source.#memory || this.#memory || source.path === this.path)
+      return false;
+    const srcDb = source.#readable();
+    const from = srcDb === undefined ? undefined : source.#table(srcDb, collection.name);
+    const to = this.#table(this.#writable(), collection.name);
+    if (from?.readKey === undefined || to === undefined) return false;
+    if (from.readKey.length > 1 && from.readKey.some((k) => k.rowid)) return false;
+    const writable = (t: TableInfo) =>
+      t.columns
+        .filter((c) => !c.generated)
+        .map((c) => c.name)
+        .sort();
+    return JSON.stringify(writable(from)) === JSON.stringify(writable(to));
+  }
+
+  /** See {@link BulkTransfer.bulkCopyFrom}. */
+  async bulkCopyFrom(
+    source: Connector,
+    collection: CollectionSchema,
+    options: { after?: Bookmark; limit: number },
+    checkpoint: (count: number, bookmark: Bookmark) => Checkpoint,
+  ): Promise<{ count: number; bookmark: Bookmark }> {
+    const src = source as SqliteConnector;
+    const db = this.#writable();
+    const srcInfo = src.#requireTable(src.#readable(), collection.name);
+    const info = this.#requireTable(db, collection.name);
+    const key = srcInfo.readKey as KeyTerm[];
+    this.#attach(db, src.path);
+    const table = `${ATTACHED}.${quoteIdent(info.name)}`;
+    const cols = info.columns.filter((c) => !c.generated).map((c) => quoteIdent(c.name));
+    const order = key.map((k) => k.sql).join(", ");
+    const tuple = key.length === 1 ? order : `(${order})`;
+    const params = key.length === 1 ? "?" : `(${key.map(() => "?").join(", ")})`;
+    const after = options.after === undefined ? undefined : decodeBookmark(options.after, srcInfo, key);
+    const where = after === undefined ? "" : `WHERE ${tuple} > ${params}`;
+    const bind = after === undefined ? [] : after.map((v) => toSqlite(v, "exact-integers"));
+    // The last key of the next batch, then everything up to it in one statement.
+    const last = this.#statement(
+      db,
+      info,
+      `bulk-last:${where}`,
+      () =>
+        `SELECT ${order} FROM (SELECT ${order} FROM ${table} ${where} ORDER BY ${order} LIMIT ?) ORDER BY ${key.map((k) => `${k.sql} DESC`).join(", ")} LIMIT 1`,
+    )
+      .raw(true)
+      .safeIntegers(true)
+      .get(...bind, Math.max(1, Math.floor(options.limit))) as unknown[] | undefined;
+    if (last === undefined) return { count: 0, bookmark: options.after ?? { after: [] } };
+    const upTo = key.length === 1 ? "?" : `(${key.map(() => "?").join(", ")})`;
+    const insert = this.#statement(
+      db,
+      info,
+      `bulk-insert:${where}`,
+      () =>
+        `INSERT INTO main.${quoteIdent(info.name)} (${cols.join(", ")}) SELECT ${cols.join(", ")} FROM ${table} ${where ? `${where} AND` : "WHERE"} ${tuple} <= ${upTo} ORDER BY ${order}`,
+    );
+    const bookmark: Bookmark = {
+      after: last.map((v) => encodeValue(typeof v === "bigint" ? normaliseInteger(v) : (v as Value))),
+    };
+    try {
+      if (this.#checkpointUpsert === undefined) this.#checkpointUpsert = journalUpsert(db);
+      const upsert = this.#checkpointUpsert;
+      const count = this.#transaction(db, () => {
+        const n = insert.run(...bind, ...last).changes;
+        const cp = checkpoint(n, bookmark);
+        upsert.run(...journalParams(cp.runId, cp.entry));
+        return n;
+      });
+      return { count, bookmark };
+    } catch (err) {
+      throw writeError(err, this.path, `copy rows into ${info.name}`);
+    }
+  }
+
+  /**
+   * Attaches `path` as {@link ATTACHED} (once per connection). This build of SQLite has no
+   * URI filenames, so `mode=ro` is not available: nothing is ever written through this
+   * schema, and a file without write permission is opened read-only by SQLite itself.
+   */
+  #attach(db: Database.Database, path: string): void {
+    if (this.#attached === path) return;
+    if (this.#attached !== undefined) db.prepare(`DETACH DATABASE ${ATTACHED}`).run();
+    this.#forgetTables();
+    db.prepare(`ATTACH DATABASE ? AS ${ATTACHED}`).run(path);
+    this.#attached = path;
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -729,6 +827,8 @@ export class SqliteConnector implements Connector {
     this.#tables.clear();
     this.#journal.reset();
     if (db === undefined || !db.open) return;
+    // Detach first: an unqualified journal_mode pragma would change the source file too.
+    if (this.#attached !== undefined) db.prepare(`DETACH DATABASE ${ATTACHED}`).run();
     const mode = this.#restoreJournalMode;
     if (mode !== undefined) {
       try {
