@@ -405,7 +405,9 @@ async function copyCollection(
     j.target = prepared.schema;
     if (prepared.created) j.progress.targetCreated = true;
   }
-  const writable = new Set(j.target.fields.filter((f) => !f.generated).map((f) => f.name));
+  // Generated fields are computed by the target, never written. Every other field is passed
+  // on, even one the target does not know: the target refuses it loudly (never dropped silently).
+  const generated = new Set(j.target.fields.filter((f) => f.generated).map((f) => f.name));
 
   if (target && !o.dryRun && j.progress.targetWasEmpty && sameKeyAsPrimary(j)) {
     await bulkCopy(source, target, j, entry, o, () =>
@@ -415,7 +417,7 @@ async function copyCollection(
   // The record path: everything, or what the bulk path left (it stops at a refused record).
   for await (const batch of source.read(j.source, { batchSize: o.batchSize, ...bookmarkOf(j) })) {
     throwIfAborted(o.signal);
-    const decided = await decide(target, j, batch.records, o.conflict, writable);
+    const decided = await decide(target, j, batch.records, o.conflict, generated);
     const delta = emptyStats();
     delta.skipped = decided.skipped;
     const failures: { key: string; reason: string }[] = [];
@@ -534,12 +536,13 @@ async function decide(
   j: Job,
   records: Row[],
   mode: ConflictMode,
-  writable: Set<string>,
+  generated: Set<string>,
 ): Promise<Decided> {
   const out: Decided = { ops: [], skipped: 0, refused: [] };
   const clean = (r: Row): Row => {
+    if (generated.size === 0) return r;
     const o: Row = {};
-    for (const k of Object.keys(r)) if (writable.has(k)) setField(o, k, r[k] as Value);
+    for (const k of Object.keys(r)) if (!generated.has(k)) setField(o, k, r[k] as Value);
     return o;
   };
   if (j.key.length === 0 || (j.progress.targetWasEmpty && sameKeyAsPrimary(j))) {
