@@ -85,6 +85,40 @@ function fingerprint(path: string): { n: number; sum: number; max: number; hash:
   }
 }
 
+describe("resume after Ctrl-C", () => {
+  it("SIGINT stops after the batch in flight with exit 130; --resume completes exactly", async () => {
+    const dir = `${join(tmp.dir, "int")}/`;
+    const file = join(dir, "events.ndjson");
+    const args = ["copy", "--from", `sqlite:${SRC}`, "--to", dir, "--yes", "--batch-size", "2000"];
+    const child = ferryAsync(args);
+    let stderr = "";
+    child.stderr.on("data", (d) => {
+      stderr += String(d);
+    });
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline && child.exitCode === null) {
+      let n = 0;
+      try {
+        n = readFileSync(file, "utf8").length;
+      } catch {}
+      if (n > 0) break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    child.kill("SIGINT");
+    expect(await exited).toBe(130);
+    expect(stderr).toContain("--resume");
+    const resumed = ferry([...args, "--resume"]);
+    expect(resumed.code).toBe(0);
+    const ids = readFileSync(file, "utf8")
+      .trimEnd()
+      .split("\n")
+      .map((l) => JSON.parse(l).id as number);
+    expect(ids.length).toBe(ROWS);
+    expect(new Set(ids).size).toBe(ROWS);
+  });
+});
+
 describe("resume after kill -9", () => {
   it("SQLite → SQLite", async () => {
     const dst = join(tmp.dir, "dst.db");
@@ -93,6 +127,13 @@ describe("resume after kill -9", () => {
     const partial = countRows(dst);
     expect(partial).toBeGreaterThan(0);
     expect(partial).toBeLessThan(ROWS);
+
+    // The journal shows the killed run as still running, with its progress at the last checkpoint.
+    const during = JSON.parse(ferry(["status", "--at", `sqlite:${dst}`, "--json"]).stdout);
+    expect(during.status).toBe("running");
+    expect(during.collections.events.done).toBe(false);
+    expect(during.collections.events.copied).toBe(partial);
+    expect(ferry(["status", "--at", `sqlite:${dst}`]).stdout).toMatch(/events: [\d,]+\/600000 \([\d.]+%\) in progress/);
 
     const refused = ferry(args);
     expect(refused.code).toBe(2);

@@ -14,7 +14,6 @@ import {
   type ConflictMode,
   currentUser,
   emptyStats,
-  isUnfinished,
   Journal,
   MAX_FAILURES_KEPT,
   newRunId,
@@ -202,7 +201,7 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
   const jobs: Job[] = [];
   for (const s of ordered) {
     const existing = targetSchemas.get(s.name);
-    const key = keyOption && keyOption.every((k) => s.fields.some((f) => f.name === k)) ? keyOption : s.primaryKey;
+    const key = keyOption?.every((k) => s.fields.some((f) => f.name === k)) ? keyOption : s.primaryKey;
     const total = await source.count(s);
     const targetCount = existing && target ? await target.count(existing) : 0;
     const previous = entry?.collections[s.name];
