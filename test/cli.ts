@@ -36,14 +36,25 @@ export function ferryAsync(args: string[]) {
   return spawn(process.execPath, [BIN, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
 }
 
-/** Runs `ferry ARGS` on a pseudo-terminal (util-linux `script`), typing `input`. */
-export function ferryOnTerminal(args: string[], input: string): CliResult {
-  const cmd = [process.execPath, BIN, ...args].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(" ");
-  const r = spawnSync("script", ["-qec", cmd, "/dev/null"], {
-    cwd: ROOT,
-    input,
-    encoding: "utf8",
-    timeout: 120_000,
-  });
+/**
+ * Runs `ferry ARGS` on a pseudo-terminal (util-linux `script`), typing `input`, after
+ * `delaySeconds` when given (to answer a prompt once it is shown, as a person would).
+ */
+export function ferryOnTerminal(args: string[], input: string, delaySeconds = 0): CliResult {
+  const q = (a: string) => `'${a.replace(/'/g, "'\\''")}'`;
+  const cmd = [process.execPath, BIN, ...args].map(q).join(" ");
+  const bytes = [...input].map((c) => `\\${c.charCodeAt(0).toString(8).padStart(3, "0")}`).join("");
+  const r =
+    delaySeconds > 0
+      ? spawnSync(
+          "sh",
+          ["-c", `(sleep ${delaySeconds}; printf '${bytes}'; sleep 1) | script -qec ${q(cmd)} /dev/null`],
+          {
+            cwd: ROOT,
+            encoding: "utf8",
+            timeout: 120_000,
+          },
+        )
+      : spawnSync("script", ["-qec", cmd, "/dev/null"], { cwd: ROOT, input, encoding: "utf8", timeout: 120_000 });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }

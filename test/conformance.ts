@@ -235,6 +235,7 @@ export function conformance(t: ConformanceTarget): void {
       const runs = await history({ at: dst });
       expect(runs).toHaveLength(1);
       expect(runs[0]?.status).toBe("done");
+      expect(runs[0]?.error).toBeUndefined();
     });
   });
 }

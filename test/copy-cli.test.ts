@@ -99,6 +99,25 @@ describe("ferry copy (CLI)", () => {
     expect(dumpSqlite(dst)).toEqual(dumpSqlite(SHOP));
   });
 
+  it("Ctrl-C at the prompt cancels cleanly with exit 130 and nothing written", () => {
+    const dst = p("tty-int.db");
+    const r = ferryOnTerminal(["copy", "--from", `sqlite:${SHOP}`, "--to", `sqlite:${dst}`], "\x03", 1.5);
+    expect(r.stdout).toContain("cancelled at the prompt: nothing was written");
+    expect(r.stdout).not.toContain("internal error");
+    expect(r.code).toBe(130);
+    expect(existsSync(dst) ? dumpSqlite(dst).schema : []).toEqual([]);
+  });
+
+  it("a dry run of fail mode that finds existing keys exits 4, like the real run", () => {
+    const dst = p("dry-fail.db");
+    expect(
+      ferry(["copy", "--from", `sqlite:${SHOP}`, "--to", `sqlite:${dst}`, "--collections", "products", "--yes"]).code,
+    ).toBe(0);
+    const r = ferry(["copy", "--from", `sqlite:${SHOP}`, "--to", `sqlite:${dst}`, "--dry-run"]);
+    expect(r.stderr).toMatch(/products\s+0\s+0\s+0\s+0\s+20/);
+    expect(r.code).toBe(4);
+  });
+
   it("--dry-run shows what would happen and writes nothing, not even a journal", () => {
     const dst = p("dry.db");
     const r = ferry(["copy", "--from", `sqlite:${SHOP}`, "--to", `sqlite:${dst}`, "--dry-run"]);

@@ -10,6 +10,7 @@ import type { FerryEvent } from "../core/events.js";
 import { history, status } from "../core/history.js";
 import { type ConflictMode, processed, type RunEntry } from "../core/journal.js";
 import { knownInstances } from "../core/registry.js";
+import { redactUrl } from "../core/url.js";
 import { askToConfirm, requireConfirmable } from "./prompt.js";
 import { formatDuration, HumanRenderer } from "./render.js";
 
@@ -89,6 +90,8 @@ async function copyCommand(flags: CopyFlags): Promise<number> {
       onEvent,
       ...(flags.yes ? {} : { confirm: askToConfirm }),
     });
+    // A dry run of `fail` mode that finds existing keys answers as the real run would: 4.
+    if (result.dryRun && flags.conflict === "fail" && result.total.failed > 0) return 4;
     return result.status === "done" ? 0 : 1;
   } finally {
     process.off("SIGINT", onSignal);
@@ -158,8 +161,9 @@ Conflict modes:
              keep target records the source does not have
 ${INSTANCES_HELP}
 
-Exit codes: 0 done · 1 failed (records refused, listed) · 2 usage/config · 4 conflict in fail mode
-            · 130 interrupted (run again with --resume)
+Exit codes: 0 done · 1 failed (records refused, listed) · 2 usage/config (also "no" at the prompt)
+            · 3 validation failed · 4 conflict in fail mode (also its dry run) · 130 interrupted
+            (run again with --resume)
 
 Examples:
   ferry copy --from sqlite:./app.db --to ./backup/ --yes
@@ -178,7 +182,7 @@ Examples:
     .action(async (flags: { at: string; limit?: number; json?: boolean }) => {
       const runs = await history({ at: flags.at, ...(flags.limit ? { limit: flags.limit } : {}) });
       if (flags.json) for (const r of runs) json(r);
-      else if (runs.length === 0) process.stderr.write(`no runs recorded at ${flags.at}\n`);
+      else if (runs.length === 0) process.stderr.write(`no runs recorded at ${redactUrl(flags.at)}\n`);
       else process.stdout.write(`${runs.map(runLine).join("\n")}\n`);
     });
 

@@ -29,7 +29,15 @@ export async function askToConfirm(plan: CopyPlan): Promise<boolean> {
     const head = plan.resume
       ? `Resume run ${plan.resume}: copy ${plan.source} → ${plan.target} (conflict ${plan.conflict})`
       : `Copy ${plan.source} → ${plan.target} (conflict ${plan.conflict}):`;
-    const answer = await rl.question(`${head}\n${lines.join("\n")}\nProceed? [y/N] `);
+    let answer: string;
+    try {
+      answer = await rl.question(`${head}\n${lines.join("\n")}\nProceed? [y/N] `);
+    } catch (err) {
+      if ((err as { name?: string }).name === "AbortError") {
+        throw new FerryError("E_INTERRUPTED", "cancelled at the prompt: nothing was written");
+      }
+      throw err;
+    }
     return /^y(es)?$/i.test(answer.trim());
   } finally {
     rl.close();

@@ -124,5 +124,9 @@ export function summaryTable(e: RunEndEvent): string {
       : e.status === "interrupted"
         ? `interrupted: run the same command with --resume to continue run ${e.runId}`
         : `${e.status}${e.error ? `: ${e.error.message}` : e.total.failed > 0 ? `: ${num.format(e.total.failed)} record(s) refused by the target (listed above)` : ""}`;
-  return ["", fmt(heads), ...rows.map(fmt), "", status].join("\n");
+  const stopped =
+    !e.dryRun && e.status !== "interrupted" && e.unfinished.length > 0
+      ? [`not finished: ${e.unfinished.join(", ")} (run the same command with --resume to finish)`]
+      : [];
+  return ["", fmt(heads), ...rows.map(fmt), "", status, ...stopped].join("\n");
 }

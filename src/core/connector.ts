@@ -51,8 +51,12 @@ export interface WriteResult {
 /** A checkpoint that core asks the destination to make durable together with a batch. */
 export interface Checkpoint {
   runId: string;
-  /** The journal entry's new state, as an opaque JSON-able value. */
-  entry: unknown;
+  /**
+   * The journal entry's new state, as an opaque JSON-able value. The connector calls this
+   * after applying the batch's ops and before committing, with the batch's outcome, so the
+   * entry counts exactly what was written and names what was refused.
+   */
+  entry(result: WriteResult): unknown;
 }
 
 /** What {@link Connector.prepare} did for one collection. */

@@ -4,7 +4,7 @@
  * each batch, and records the run in the target's journal. Library, CLI, API and console
  * all call this one function.
  */
-import { type Checkpoint, type Connector, hasBulkTransfer, type WriteOp } from "./connector.js";
+import { type Checkpoint, type Connector, hasBulkTransfer, type WriteOp, type WriteResult } from "./connector.js";
 import { FerryError, isFerryError } from "./errors.js";
 import type { EventSink, FerryEvent } from "./events.js";
 import {
@@ -24,6 +24,7 @@ import {
 } from "./journal.js";
 import { openConnector } from "./registry.js";
 import { type CollectionSchema, dependencyOrder } from "./schema.js";
+import { redactUrl } from "./url.js";
 import { encodeValue, keyOf, keyString, type Row, setField, type Value } from "./values.js";
 
 /** Options of {@link copy}. */
@@ -213,8 +214,8 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
       failures: [],
     };
     progress.total = total;
-    if (key.length === 0 && !progress.targetWasEmpty && o.conflict !== "overwrite") {
-      // Without a key nothing can be matched, and "skip" would silently duplicate.
+    if (key.length === 0 && !progress.targetWasEmpty) {
+      // Without a key nothing can be matched: every mode would silently add duplicates.
       throw new FerryError(
         "E_CONFIG",
         `collection ${s.name} has no primary key and the target already holds records: pass --key FIELD to match them`,
@@ -226,7 +227,7 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
 
   const plan: CopyPlan = {
     source: source.displayUrl,
-    target: target?.displayUrl ?? o.to,
+    target: target?.displayUrl ?? redactUrl(o.to),
     conflict: o.conflict,
     collections: jobs.map((j) => ({
       name: j.source.name,
@@ -265,12 +266,12 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
   const runId = entry?.id ?? newRunId();
   const now = new Date().toISOString();
   const current: RunEntry = entry
-    ? { ...entry, status: "running" }
+    ? { ...withoutEnd(entry), status: "running" }
     : {
         id: runId,
         command: "copy",
         source: source.displayUrl,
-        target: target?.displayUrl ?? o.to,
+        target: target?.displayUrl ?? redactUrl(o.to),
         by: currentUser(),
         startedAt: now,
         status: "running",
@@ -300,8 +301,9 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
   try {
     for (const j of jobs) {
       if (j.progress.done) continue;
+      const failedBefore = j.progress.failed;
       await copyCollection(source, target, j, current, o);
-      if (o.stopOnError && j.progress.failed > 0) break;
+      if (o.stopOnError && j.progress.failed > failedBefore) break;
     }
   } catch (err) {
     error = isFerryError(err) ? err : new FerryError("E_INTERNAL", `copy failed: ${errorMessage(err)}`, { cause: err });
@@ -331,6 +333,7 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
     dryRun: o.dryRun,
     collections,
     timings,
+    unfinished: jobs.filter((j) => !j.progress.done).map((j) => j.source.name),
     total,
     seconds,
     ...(current.error ? { error: current.error } : {}),
@@ -349,6 +352,11 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
     seconds,
     failures: jobs.flatMap((j) => j.progress.failures.map((f) => ({ collection: j.source.name, ...f }))),
   };
+}
+
+function withoutEnd(e: RunEntry): RunEntry {
+  const { endedAt: _ended, error: _error, ...rest } = e;
+  return rest;
 }
 
 function selectCollections(all: CollectionSchema[], names: string[] | undefined, where: string): CollectionSchema[] {
@@ -420,35 +428,54 @@ async function copyCollection(
     const delta = emptyStats();
     delta.skipped = decided.skipped;
     const failures: { key: string; reason: string }[] = [];
-    if (o.dryRun || !target) {
+    // Counts, bookmark and refused records of this batch, from the outcome of its writes.
+    const settle = (result: WriteResult): void => {
       for (const op of decided.ops) countOp(delta, op.op);
-      delta.failed += decided.refused.length;
-      for (const r of decided.refused) failures.push(r);
-    } else {
+      for (const f of result.failures) {
+        const d = decided.ops[f.index];
+        if (!d) continue;
+        uncountOp(delta, d.op);
+        delta.failed++;
+        failures.push({ key: describeKey(j.key, keyOf(d.write.record, j.key)), reason: f.reason });
+      }
+      for (const r of decided.refused) {
+        delta.failed++;
+        failures.push(r);
+      }
+      Object.assign(j.progress, addStats(statsOf(j.progress), delta));
       j.progress.bookmark = batch.bookmark;
-      // The counts in the checkpoint must include this batch: compute them first, then
-      // correct for failures (the connector applies the others either way).
-      const ops = decided.ops.map((d) => d.write);
-      const before = statsOf(j.progress);
-      for (const op of decided.ops) countOp(delta, op.op);
-      const checkpoint: Checkpoint = { runId: entry.id, entry };
-      // Optimistically count; a failure moves a record from its op's count to `failed`.
-      Object.assign(j.progress, addStats(before, delta));
-      const result = await target.write(j.target, ops, checkpoint);
-      if (result.failures.length > 0) {
-        for (const f of result.failures) {
-          const d = decided.ops[f.index];
-          if (!d) continue;
-          uncountOp(delta, d.op);
-          delta.failed++;
-          failures.push({ key: describeKey(j.key, keyOf(d.write.record, j.key)), reason: f.reason });
-        }
-        Object.assign(j.progress, addStats(before, delta));
+      for (const f of failures) if (j.progress.failures.length < MAX_FAILURES_KEPT) j.progress.failures.push(f);
+    };
+    if (o.dryRun || !target) {
+      settle({ failures: [] });
+    } else {
+      // The connector builds the checkpoint after applying the ops, in the same transaction,
+      // so the journal counts exactly what was written and keeps what was refused.
+      const snapshot = { ...j.progress, failures: [...j.progress.failures] };
+      let settled = false;
+      const checkpoint: Checkpoint = {
+        runId: entry.id,
+        entry: (result) => {
+          if (!settled) settle(result);
+          settled = true;
+          return entry;
+        },
+      };
+      try {
+        const result = await target.write(
+          j.target,
+          decided.ops.map((d) => d.write),
+          checkpoint,
+        );
+        if (!settled) settle(result);
+        settled = true;
+      } catch (err) {
+        // Nothing of the batch is durable: neither may the in-memory progress say so.
+        Object.assign(j.progress, snapshot);
+        throw err;
       }
     }
-    if (o.dryRun || !target) Object.assign(j.progress, addStats(statsOf(j.progress), delta));
     for (const f of failures) {
-      if (j.progress.failures.length < MAX_FAILURES_KEPT) j.progress.failures.push(f);
       o.emit({
         type: "record-error",
         runId: entry.id,
@@ -457,10 +484,6 @@ async function copyCollection(
         code: "E_WRITE",
         reason: f.reason,
       });
-    }
-    if (failures.length > 0 && target && !o.dryRun) {
-      // Failures were learned after the checkpoint: record the corrected counts.
-      await new Journal(target.journal()).save(entry);
     }
     emitProgress(o.emit, entry.id, name, j.progress, startedAt, doneAtStart);
     if (o.stopOnError && failures.length > 0) return;
@@ -505,7 +528,7 @@ async function bulkCopy(
         (count, bookmark) => {
           j.progress.copied = before.copied + count;
           j.progress.bookmark = bookmark;
-          return { runId: entry.id, entry };
+          return { runId: entry.id, entry: () => entry };
         },
       );
       if (r.count === 0) return;
@@ -583,7 +606,36 @@ async function decide(
       }
     }
   }
+  await refusePrimaryKeyCollisions(target, j, out);
   return out;
+}
+
+/**
+ * Matching by a natural key, a record whose natural key is new is inserted; if its primary
+ * key already exists at the target (under another natural key) that insert would duplicate
+ * the key where nothing enforces it (files) or fail obscurely: refuse it by name instead.
+ */
+async function refusePrimaryKeyCollisions(target: Connector | undefined, j: Job, out: Decided): Promise<void> {
+  const pk = j.target.primaryKey;
+  if (!target || pk.length === 0 || sameKeyAsPrimary(j)) return;
+  const inserts = out.ops.filter((d) => d.op === "insert");
+  if (inserts.length === 0) return;
+  const taken = await target.lookup(
+    j.target,
+    pk,
+    inserts.map((d) => keyOf(d.write.record, pk)),
+  );
+  if (taken.size === 0) return;
+  out.ops = out.ops.filter((d) => {
+    if (d.op !== "insert") return true;
+    const k = keyOf(d.write.record, pk);
+    if (!taken.has(keyString(k))) return true;
+    out.refused.push({
+      key: describeKey(j.key, keyOf(d.write.record, j.key)),
+      reason: `its primary key ${describeKey(pk, k)} already exists at the target under another ${j.key.join(",")}`,
+    });
+    return false;
+  });
 }
 
 function sameKeyAsPrimary(j: Job): boolean {

@@ -10,6 +10,12 @@ describe("redactUrl", () => {
     expect(redactUrl("redis://:pw@localhost:6379/0")).toBe("redis://:***@localhost:6379/0");
     expect(redactUrl("mysql://u@h/db?password=x&ssl=1")).toBe("mysql://u@h/db?password=***&ssl=1");
     expect(redactUrl("sqlite:./app.db")).toBe("sqlite:./app.db");
+    expect(redactUrl("redis://localhost:6379/0")).toBe("redis://localhost:6379/0");
+  });
+  it("removes passwords that hold unencoded @, / or #", () => {
+    expect(redactUrl("postgres://app:p@ss@db/app")).toBe("postgres://app:***@db/app");
+    expect(redactUrl("postgres://app:pa/ss@db/app")).toBe("postgres://app:***@db/app");
+    expect(redactUrl("postgres://app:pa#ss@db/app?x=a@b")).toBe("postgres://app:***@db/app?x=a@b");
   });
   it("tells schemes from paths and drive letters", () => {
     expect(schemeOf("sqlite:./x.db")).toBe("sqlite");

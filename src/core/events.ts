@@ -59,6 +59,8 @@ export interface RunEndEvent {
   collections: Record<string, CollectionStats>;
   /** Seconds spent per collection (across resumes). */
   timings: Record<string, number>;
+  /** Collections not finished (stopped, interrupted or failed before their end). */
+  unfinished: string[];
   total: CollectionStats;
   seconds: number;
   error?: { code: string; message: string };

@@ -2,6 +2,7 @@
 import { FerryError } from "./errors.js";
 import { Journal, type RunEntry } from "./journal.js";
 import { openConnector } from "./registry.js";
+import { redactUrl } from "./url.js";
 
 /** Options of {@link history}. */
 export interface HistoryOptions {
@@ -33,7 +34,7 @@ export interface StatusOptions {
 /** One run with its per-collection progress; readable while the run is going on. */
 export async function status(options: StatusOptions): Promise<RunEntry> {
   const runs = await history({ at: options.at });
-  if (runs.length === 0) throw new FerryError("E_NOT_FOUND", `no runs recorded at ${options.at}`);
+  if (runs.length === 0) throw new FerryError("E_NOT_FOUND", `no runs recorded at ${redactUrl(options.at)}`);
   if (options.id === undefined) return runs[0] as RunEntry;
   const matches = runs.filter((r) => r.id === options.id || r.id.startsWith(options.id as string));
   if (matches.length === 1) return matches[0] as RunEntry;
@@ -43,5 +44,8 @@ export async function status(options: StatusOptions): Promise<RunEntry> {
       `run id "${options.id}" is ambiguous: it starts ${matches.map((m) => m.id).join(", ")}`,
     );
   }
-  throw new FerryError("E_NOT_FOUND", `no run ${options.id} at ${options.at}: \`ferry history --at URL\` lists them`);
+  throw new FerryError(
+    "E_NOT_FOUND",
+    `no run ${options.id} at ${redactUrl(options.at)}: \`ferry history --at URL\` lists them`,
+  );
 }

@@ -7,12 +7,16 @@
  * @example redactUrl("postgres://app:s3cret@db/app") // "postgres://app:***@db/app"
  */
 export function redactUrl(url: string): string {
-  const m = /^([a-z][a-z0-9+.-]*:\/\/)([^@/?#]*)@/i.exec(url);
   let out = url;
+  const m = /^[a-z][a-z0-9+.-]*:\/\//i.exec(url);
   if (m) {
-    const userinfo = m[2] as string;
-    const colon = userinfo.indexOf(":");
-    if (colon >= 0) out = `${m[1]}${userinfo.slice(0, colon)}:***@${url.slice(m[0].length)}`;
+    // Passwords are often not percent-encoded and may hold '@', '/' or '#': the user info
+    // ends at the last '@' before any query string (over-redacting a path is the safe side).
+    const rest = url.slice(m[0].length);
+    const query = rest.indexOf("?");
+    const at = (query < 0 ? rest : rest.slice(0, query)).lastIndexOf("@");
+    const colon = at < 0 ? -1 : rest.slice(0, at).indexOf(":");
+    if (colon >= 0) out = `${m[0]}${rest.slice(0, colon)}:***${rest.slice(at)}`;
   }
   return out.replace(/([?&](?:password|pass|pwd|token|secret)=)[^&#]*/gi, "$1***");
 }

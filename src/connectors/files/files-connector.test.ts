@@ -45,7 +45,7 @@ async function writeAll(url: string, schema: CollectionSchema, rows: Row[], batc
     const { schema: s } = await c.prepare(schema);
     for (let i = 0; i < rows.length; i += batch) {
       const ops: WriteOp[] = rows.slice(i, i + batch).map((record) => ({ op: "insert", record }));
-      const r = await c.write(s, ops, { runId: "r1", entry: { id: "r1", status: "running", i } });
+      const r = await c.write(s, ops, { runId: "r1", entry: () => ({ id: "r1", status: "running", i }) });
       expect(r.failures).toEqual([]);
     }
     await c.finish(s);
@@ -231,7 +231,7 @@ describe("layouts", () => {
     await c.prepare(s);
     await c.write(s, [{ op: "replace", match: { id: 1 }, record: { id: 1, x: 1 } }], {
       runId: "r2",
-      entry: { id: "r2" },
+      entry: () => ({ id: "r2" }),
     });
     writeFileSync(join(url, "zeta.ndjson.ferry-tmp"), "junk");
     writeFileSync(join(url, "hand.jsonl"), '{"k":1}\n');
@@ -405,7 +405,7 @@ describe("durability", () => {
         rowsOf(0, 5).map((record) => ({ op: "insert", record })),
         {
           runId: "r1",
-          entry: { id: "r1", status: "running", startedAt: "2026-01-01T00:00:00Z" },
+          entry: () => ({ id: "r1", status: "running", startedAt: "2026-01-01T00:00:00Z" }),
         },
       );
       const committed = statSync(file).size;
@@ -431,7 +431,7 @@ describe("durability", () => {
         rowsOf(5, 8).map((record) => ({ op: "insert", record })),
         {
           runId: "r1",
-          entry: { id: "r1", status: "running" },
+          entry: () => ({ id: "r1", status: "running" }),
         },
       );
       await d.finish(schema);
@@ -468,7 +468,7 @@ describe("durability", () => {
       rowsOf(0, 3).map((record) => ({ op: "insert", record })),
       {
         runId: "r1",
-        entry: { id: "r1", status: "interrupted" },
+        entry: () => ({ id: "r1", status: "interrupted" }),
       },
     );
     await c.close();
@@ -492,7 +492,7 @@ describe("durability", () => {
         { op: "insert", record: { id: 3, v: "v3" } },
         { op: "update", match: { id: 0 }, record: { v: "committed" } },
       ],
-      { runId: "r1", entry: { id: "r1", status: "running" } },
+      { runId: "r1", entry: () => ({ id: "r1", status: "running" }) },
     );
     await c.write(schema, [
       { op: "insert", record: { id: 4, v: "v4" } },
@@ -584,7 +584,7 @@ describe("replace and update", () => {
       await c.prepare(schema);
       await c.write(schema, [...ops, { op: "insert", record: { id: 6, v: "new" } }], {
         runId: "r1",
-        entry: { id: "r1" },
+        entry: () => ({ id: "r1" }),
       });
       if (kind !== ".json") {
         // Nothing is changed in place before finish.
@@ -609,7 +609,7 @@ describe("replace and update", () => {
       await writeAll(url, schema, base);
       const c = await openConnector(url, { write: true });
       await c.prepare(schema);
-      await c.write(schema, ops, { runId: "r1", entry: { id: "r1", status: "running" } });
+      await c.write(schema, ops, { runId: "r1", entry: () => ({ id: "r1", status: "running" }) });
       await c.close();
       const pending = `${url}.ferry-pending`;
       const journal = `${url}.ferry-journal.json`;
@@ -636,7 +636,10 @@ describe("replace and update", () => {
     await writeAll(url, schema, base);
     const c = await openConnector(url, { write: true });
     await c.prepare(schema);
-    await c.write(schema, [{ op: "insert", record: { id: 6, v: "new" } }], { runId: "r1", entry: { id: "r1" } });
+    await c.write(schema, [{ op: "insert", record: { id: 6, v: "new" } }], {
+      runId: "r1",
+      entry: () => ({ id: "r1" }),
+    });
     await c.close();
     const pending = `${url}.items.ferry-pending`;
     copyFileSync(pending, `${pending}.saved`);
@@ -737,14 +740,14 @@ describe(".json documents", () => {
     const accounts = schemaFor("accounts", [{ id: "" }], ["id"]);
     const c = await openConnector(url, { write: true });
     await c.prepare(accounts);
-    await c.write(accounts, [{ op: "insert", record: { id: "a3" } }], { runId: "r1", entry: { id: "r1" } });
+    await c.write(accounts, [{ op: "insert", record: { id: "a3" } }], { runId: "r1", entry: () => ({ id: "r1" }) });
     await c.write(accounts, [{ op: "insert", record: { id: "lost" } }]);
     await c.close(); // killed: the document is untouched, the log holds the batches
     expect(readFileSync(url, "utf8")).toBe(original);
     const d = await openConnector(url, { write: true });
     await d.prepare(accounts);
     expect(await d.count(accounts)).toBe(3);
-    await d.write(accounts, [{ op: "insert", record: { id: "a4" } }], { runId: "r1", entry: { id: "r1" } });
+    await d.write(accounts, [{ op: "insert", record: { id: "a4" } }], { runId: "r1", entry: () => ({ id: "r1" }) });
     await d.finish(accounts);
     await d.close();
     expect((await readBack(url)).accounts?.map((r) => r.id)).toEqual(["a1", "a2", "a3", "a4"]);

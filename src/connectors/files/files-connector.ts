@@ -63,6 +63,16 @@ export const DIR_SCHEMA_FILE = "ferry.schema.json";
 /** Name of a directory's journal file (for a file: `<file>.ferry-journal.json`). */
 export const DIR_JOURNAL_FILE = ".ferry-journal.json";
 
+/** A checkpoint with its entry built from the batch's outcome (known before anything is appended). */
+interface ResolvedCheckpoint {
+  runId: string;
+  entry: unknown;
+}
+
+function resolve(cp: Checkpoint | undefined, failures: WriteFailure[]): ResolvedCheckpoint | undefined {
+  return cp === undefined ? undefined : { runId: cp.runId, entry: cp.entry({ failures }) };
+}
+
 /** Run statuses under which a file shorter than its checkpoint means lost data (see core/journal.ts). */
 const UNFINISHED = new Set(["running", "interrupted", "failed"]);
 
@@ -430,7 +440,7 @@ export class FilesConnector implements Connector {
     const files = [store.data, store.pending];
     const before = files.map((f) => f.length);
     const pendingExisted = (await sizeOf(store.pending.path)) !== undefined;
-    await this.durably(store.display, files, before, checkpoint, async () => {
+    await this.durably(store.display, files, before, resolve(checkpoint, failures), async () => {
       if (dataLines.length + pendingLines.length === 0) return;
       if (!this.written.has(collection.name)) {
         await this.saveBaseline(files);
@@ -547,7 +557,7 @@ export class FilesConnector implements Connector {
   }
 
   /** The journal entry and the lengths of every file appended to, in one atomic write. */
-  private async saveCheckpoint(cp: Checkpoint): Promise<void> {
+  private async saveCheckpoint(cp: ResolvedCheckpoint): Promise<void> {
     const files: AppendFile[] = [];
     for (const name of this.written) {
       const t = this.jsonTargets.get(name);
@@ -582,7 +592,7 @@ export class FilesConnector implements Connector {
     where: string,
     files: AppendFile[],
     before: number[],
-    checkpoint: Checkpoint | undefined,
+    checkpoint: ResolvedCheckpoint | undefined,
     append: () => Promise<void>,
   ): Promise<void> {
     try {
@@ -735,7 +745,7 @@ export class FilesConnector implements Connector {
       }
     });
     const existed = (await sizeOf(t.pending.path)) !== undefined;
-    await this.durably(t.pending.path, [t.pending], [t.pending.length], checkpoint, async () => {
+    await this.durably(t.pending.path, [t.pending], [t.pending.length], resolve(checkpoint, failures), async () => {
       if (lines.length === 0) return;
       if (!this.written.has(name)) {
         await this.saveBaseline([t.pending]);

@@ -636,7 +636,7 @@ describe("write", () => {
     db.close();
     const r1 = await c.write(s, [{ op: "insert", record: { id: 4, email: "d@x" } }], {
       runId: "run1",
-      entry: { id: "run1", startedAt: "2026-01-01T00:00:00Z", step: 1 },
+      entry: () => ({ id: "run1", startedAt: "2026-01-01T00:00:00Z", step: 1 }),
     });
     expect(r1.failures).toEqual([]);
     // Durable and visible to another connection once write resolved.
@@ -650,7 +650,7 @@ describe("write", () => {
           { op: "insert", record: { id: 5, email: "e@x" } },
           { op: "insert", record: { id: 6, email: "f@x", name: "boom" } },
         ],
-        { runId: "run1", entry: { id: "run1", startedAt: "2026-01-01T00:00:00Z", step: 2 } },
+        { runId: "run1", entry: () => ({ id: "run1", startedAt: "2026-01-01T00:00:00Z", step: 2 }) },
       ),
     );
     expect(isFerryError(err, "E_WRITE")).toBe(true);

@@ -573,13 +573,15 @@ export class SqliteConnector implements Connector, BulkTransfer {
   async write(collection: CollectionSchema, ops: WriteOp[], checkpoint?: Checkpoint): Promise<WriteResult> {
     const db = this.#writable();
     const info = this.#requireTable(db, collection.name);
-    const saved = checkpoint === undefined ? undefined : journalParams(checkpoint.runId, checkpoint.entry);
     try {
-      if (saved !== undefined) this.#checkpointUpsert ??= journalUpsert(db);
+      if (checkpoint !== undefined) this.#checkpointUpsert ??= journalUpsert(db);
       return this.#transaction(db, () => {
-        const failures = this.#applyOps(db, info, ops);
-        if (saved !== undefined) (this.#checkpointUpsert as Database.Statement).run(...saved);
-        return { failures };
+        const result = { failures: this.#applyOps(db, info, ops) };
+        if (checkpoint !== undefined) {
+          const saved = journalParams(checkpoint.runId, checkpoint.entry(result));
+          (this.#checkpointUpsert as Database.Statement).run(...saved);
+        }
+        return result;
       });
     } catch (err) {
       throw writeError(err, this.path, `write to ${info.name}`);
@@ -797,7 +799,7 @@ export class SqliteConnector implements Connector, BulkTransfer {
       const count = this.#transaction(db, () => {
         const n = insert.run(...bind, ...last).changes;
         const cp = checkpoint(n, bookmark);
-        upsert.run(...journalParams(cp.runId, cp.entry));
+        upsert.run(...journalParams(cp.runId, cp.entry({ failures: [] })));
         return n;
       });
       return { count, bookmark };
