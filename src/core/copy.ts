@@ -204,13 +204,11 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
     const existing = targetSchemas.get(s.name);
     const key = keyOption?.every((k) => s.fields.some((f) => f.name === k)) ? keyOption : s.primaryKey;
     const total = await source.count(s);
-    const targetCount = existing && target ? await target.count(existing) : 0;
-    const previous = entry?.collections[s.name];
-    const progress: CollectionProgress = previous ?? {
+    const progress: CollectionProgress = entry?.collections[s.name] ?? {
       ...emptyStats(),
       total,
       done: false,
-      targetWasEmpty: targetCount === 0,
+      targetWasEmpty: !existing || !target || (await target.count(existing)) === 0,
       failures: [],
     };
     progress.total = total;
@@ -281,7 +279,7 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
           collections: names,
           batchSize: o.batchSize,
         },
-        collections: Object.fromEntries(jobs.map((j) => [j.source.name, j.progress])),
+        collections: {},
       };
   for (const j of jobs) current.collections[j.source.name] = j.progress;
   if (journal) await journal.save(current);
@@ -436,7 +434,7 @@ async function copyCollection(
         if (!d) continue;
         uncountOp(delta, d.op);
         delta.failed++;
-        failures.push({ key: describeKey(j.key, keyOf(d.write.record, j.key)), reason: f.reason });
+        failures.push({ key: describeKey(j.key, keyOf(d.record, j.key)), reason: f.reason });
       }
       for (const r of decided.refused) {
         delta.failed++;
@@ -453,22 +451,19 @@ async function copyCollection(
       // so the journal counts exactly what was written and keeps what was refused.
       const snapshot = { ...j.progress, failures: [...j.progress.failures] };
       let settled = false;
+      const settleOnce = (result: WriteResult): void => {
+        if (!settled) settle(result);
+        settled = true;
+      };
       const checkpoint: Checkpoint = {
         runId: entry.id,
         entry: (result) => {
-          if (!settled) settle(result);
-          settled = true;
+          settleOnce(result);
           return entry;
         },
       };
       try {
-        const result = await target.write(
-          j.target,
-          decided.ops.map((d) => d.write),
-          checkpoint,
-        );
-        if (!settled) settle(result);
-        settled = true;
+        settleOnce(await target.write(j.target, decided.ops, checkpoint));
       } catch (err) {
         // Nothing of the batch is durable: neither may the in-memory progress say so.
         Object.assign(j.progress, snapshot);
@@ -547,7 +542,7 @@ async function bulkCopy(
 type OpKind = WriteOp["op"];
 
 interface Decided {
-  ops: { op: OpKind; write: WriteOp }[];
+  ops: WriteOp[];
   skipped: number;
   refused: { key: string; reason: string }[];
 }
@@ -569,7 +564,7 @@ async function decide(
   };
   if (j.key.length === 0 || (j.progress.targetWasEmpty && sameKeyAsPrimary(j))) {
     // Nothing at the target can match (it was empty, and this run's own keys are unique).
-    for (const r of records) out.ops.push({ op: "insert", write: { op: "insert", record: clean(r) } });
+    for (const r of records) out.ops.push({ op: "insert", record: clean(r) });
     return out;
   }
   const keys = records.map((r) => keyOf(r, j.key));
@@ -581,7 +576,7 @@ async function decide(
     const ks = keyString(k);
     if (!existing.has(ks) && !seen.has(ks)) {
       seen.add(ks);
-      out.ops.push({ op: "insert", write: { op: "insert", record } });
+      out.ops.push({ op: "insert", record });
       continue;
     }
     const match = Object.fromEntries(j.key.map((f, n) => [f, k[n] as Value]));
@@ -593,7 +588,7 @@ async function decide(
         out.skipped++;
         break;
       case "overwrite":
-        out.ops.push({ op: "replace", write: { op: "replace", match, record } });
+        out.ops.push({ op: "replace", match, record });
         break;
       case "merge": {
         // Identity stays the target's: primary-key fields are never changed by a merge.
@@ -601,7 +596,7 @@ async function decide(
         for (const f of Object.keys(record)) {
           if (!j.target.primaryKey.includes(f) || j.key.includes(f)) setField(fields, f, record[f] as Value);
         }
-        out.ops.push({ op: "update", write: { op: "update", match, record: fields } });
+        out.ops.push({ op: "update", match, record: fields });
         break;
       }
     }
@@ -623,15 +618,15 @@ async function refusePrimaryKeyCollisions(target: Connector | undefined, j: Job,
   const taken = await target.lookup(
     j.target,
     pk,
-    inserts.map((d) => keyOf(d.write.record, pk)),
+    inserts.map((d) => keyOf(d.record, pk)),
   );
   if (taken.size === 0) return;
   out.ops = out.ops.filter((d) => {
     if (d.op !== "insert") return true;
-    const k = keyOf(d.write.record, pk);
+    const k = keyOf(d.record, pk);
     if (!taken.has(keyString(k))) return true;
     out.refused.push({
-      key: describeKey(j.key, keyOf(d.write.record, j.key)),
+      key: describeKey(j.key, keyOf(d.record, j.key)),
       reason: `its primary key ${describeKey(pk, k)} already exists at the target under another ${j.key.join(",")}`,
     });
     return false;
