@@ -4,7 +4,7 @@
  * batching, checkpoints, journal, progress, retries) lives in core.
  */
 import type { Bookmark } from "./messages.js";
-import type { CollectionSchema } from "./schema.js";
+import type { CollectionSchema, FieldSchema } from "./schema.js";
 import type { Row, Value } from "./values.js";
 
 /** One batch read from a collection, with the position just after its last record. */
@@ -18,6 +18,8 @@ export interface ReadBatch {
 export interface ReadOptions {
   /** Start after this position (from an earlier batch); from the start when absent. */
   after?: Bookmark;
+  /** Stop after this position (a boundary from {@link Connector.split}, inclusive); to the end when absent. */
+  upTo?: Bookmark;
   /** Records per batch. */
   batchSize: number;
   /** Only these fields (default all). Used for key-only passes. */
@@ -52,6 +54,12 @@ export interface WriteResult {
 export interface Checkpoint {
   runId: string;
   /**
+   * The journal row this checkpoint saves: the run's id, or a part of the run such as
+   * `<runId>/<collection>/<range>` when parts of one run write concurrently (each part then
+   * has its own row, so one part's commit never records another's uncommitted progress).
+   */
+  id: string;
+  /**
    * The journal entry's new state, as an opaque JSON-able value. The connector calls this
    * after applying the batch's ops and before committing, with the batch's outcome, so the
    * entry counts exactly what was written and names what was refused.
@@ -84,6 +92,8 @@ export interface PrepareResult {
  * 6. `prepare` creates missing collections (same engine: from `native`), leaving existing
  *    ones as they are; `finish` builds what is faster to build after the data (indexes).
  * 7. The conformance suite in `test/conformance.ts` must pass.
+ * 8. Optional: `split` (key ranges for parallel reads), `concurrentWrites` (several `write`
+ *    calls may run at once, each with its own transaction), `mapField` (type plan).
  */
 export interface Connector {
   /** Engine name: `sqlite`, `files`, `postgres`, … */
@@ -98,6 +108,20 @@ export interface Connector {
   /** Record count, or undefined when counting would cost a full read. */
   count(collection: CollectionSchema): Promise<number | undefined>;
   read(collection: CollectionSchema, options: ReadOptions): AsyncIterable<ReadBatch>;
+  /**
+   * Up to `parts − 1` boundaries that cut the collection into key ranges of similar size, in
+   * key order, as bookmarks that `read`'s `after`/`upTo` accept: ranges are (start, b1],
+   * (b1, b2], …, (bn, end). Fewer (or none) when the collection is small or has no key.
+   */
+  split?(collection: CollectionSchema, parts: number): Promise<Bookmark[]>;
+  /** Several `write` calls may run at once (each in its own transaction). Default `false`. */
+  readonly concurrentWrites?: boolean;
+  /**
+   * How this engine would create `field` of `collection` (from another engine, or its own
+   * when `collection.engine` is this one): the field with this engine's `nativeType` and the
+   * attributes that type really has. The type plan compares it with the source field.
+   */
+  mapField?(field: FieldSchema, collection: CollectionSchema): FieldSchema;
 
   prepare(collection: CollectionSchema): Promise<PrepareResult>;
   /**
@@ -134,8 +158,8 @@ export interface JournalStore {
  *
  * Implementer's checklist:
  * 1. `canBulkCopyFrom` is cheap and true only when `bulkCopyFrom` will work for this pair.
- * 2. `bulkCopyFrom` inserts the next at most `limit` records strictly after `after`, in key
- *    order, and saves `checkpoint(count, bookmark)` in the same transaction.
+ * 2. `bulkCopyFrom` inserts the next at most `limit` records strictly after `after` (and not
+ *    after `upTo`), in key order, and saves `checkpoint(count, bookmark)` in the same transaction.
  * 3. The bookmark is in `source.read`'s format, so a run may resume on either path.
  * 4. If the engine refuses any record, throw `FerryError("E_WRITE")` having written nothing:
  *    core redoes the rest on the record path to name each refused record.
@@ -145,7 +169,7 @@ export interface BulkTransfer {
   bulkCopyFrom(
     source: Connector,
     collection: CollectionSchema,
-    options: { after?: Bookmark; limit: number },
+    options: { after?: Bookmark; upTo?: Bookmark; limit: number },
     checkpoint: (count: number, bookmark: Bookmark) => Checkpoint,
   ): Promise<{ count: number; bookmark: Bookmark }>;
 }
@@ -159,6 +183,14 @@ export function hasBulkTransfer(c: Connector): c is Connector & BulkTransfer {
 export interface ConnectorOptions {
   /** Open for writing (the target). Sources are opened read-only where the engine allows. */
   write?: boolean;
+  /**
+   * A source read by up to this many concurrent `read` calls, all from one consistent
+   * snapshot taken at open (PostgreSQL exported snapshot; MariaDB consistent-snapshot
+   * transactions started together). Default 1: one snapshot, one reader.
+   */
+  readers?: number;
+  /** Most concurrent `write` calls a target will get (its connection pool size). Default 1. */
+  writers?: number;
 }
 
 /** Registers a family of URL schemes. */

@@ -9,6 +9,8 @@ export type ErrorCode =
   | "E_USAGE" // a bad flag, a missing argument
   | "E_CONFIG" // an instance URL or option that cannot work
   | "E_CONNECTION" // the instance is unreachable, refuses credentials, or does not exist
+  | "E_PERMISSION" // the instance refuses an operation to this user (grant it, or use another user)
+  | "E_LOSSY" // the type plan would change values; nothing written (pass --allow-lossy)
   | "E_NOT_FOUND" // a named collection or run does not exist
   | "E_VALIDATION" // a record breaks a rule; nothing written
   | "E_CONFLICT" // conflict mode `fail` met an existing key; nothing written
@@ -64,6 +66,8 @@ export function exitCodeFor(err: unknown): number {
     case "E_NOT_FOUND":
     case "E_DIRTY":
     case "E_LOCKED":
+    case "E_PERMISSION":
+    case "E_LOSSY":
       return 2;
     case "E_VALIDATION":
       return 3;

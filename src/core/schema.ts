@@ -20,16 +20,51 @@ export type FieldType =
   | "uuid"
   | "any";
 
-/** One field (column). */
+/**
+ * One field (column). Beyond `type`, the optional attributes say what values the field can
+ * hold; the type plan compares them between source and target (absent means "no limit
+ * known": e.g. no `maxLength` is unbounded text, no `size` on an integer is 8 bytes).
+ */
 export interface FieldSchema {
   name: string;
   type: FieldType;
-  /** The engine's own type name as declared, e.g. `VARCHAR(40)`, `jsonb`. */
+  /**
+   * The engine's own type name as declared, e.g. `VARCHAR(40)`, `jsonb`, `integer[]`. Only
+   * meaningful to the engine named by the collection's {@link CollectionSchema.engine}.
+   */
   nativeType?: string;
   /** Default `true`. */
   nullable?: boolean;
   /** Computed by the engine; never written. Default `false`. */
   generated?: boolean;
+  /** Filled by the engine on insert (identity, AUTO_INCREMENT, serial): sequences follow the copied maximum. */
+  autoIncrement?: boolean;
+  /** integer: storage bytes (1, 2, 3, 4 or 8; default 8). float: 4 or 8 (default 8). */
+  size?: number;
+  /** integer: no negative values (MySQL `UNSIGNED`). Default `false`. */
+  unsigned?: boolean;
+  /** decimal: total significant digits (absent: unconstrained). */
+  precision?: number;
+  /** decimal: digits after the point (absent: unconstrained). */
+  scale?: number;
+  /** text: most characters; bytes: most bytes (absent: unbounded). */
+  maxLength?: number;
+  /** text/bytes: padded to `maxLength` (CHAR, BINARY). Default `false`. */
+  fixedLength?: boolean;
+  /** text: character set when narrower than Unicode (e.g. `latin1`); absent: full Unicode. */
+  charset?: string;
+  /** datetime: an instant (PostgreSQL `timestamptz`); otherwise wall-clock time, read as UTC. Default `false`. */
+  timezone?: boolean;
+  /** date/datetime: digits of fractional seconds kept (0–6; absent: 6). */
+  fractionDigits?: number;
+  /** date/datetime: holds `0000-00-00` zero dates (MySQL), read as an invalid `Date`. Default `false`. */
+  zeroDates?: boolean;
+  /** text: the only values allowed (an enum type, MySQL `ENUM`). */
+  enumValues?: string[];
+  /** text: a MySQL `SET` of these members, written as `a,b`. */
+  setValues?: string[];
+  /** json: the field is an array of this element type at its engine (PostgreSQL `integer[]`). */
+  arrayOf?: FieldType;
 }
 
 /** A foreign key: `fields` of this collection reference `references.fields` of another. */
@@ -62,6 +97,10 @@ export interface CollectionSchema {
    * exactly (e.g. SQLite's `CREATE TABLE` and `CREATE INDEX` statements).
    */
   native?: { engine: string; ddl: string[] };
+  /** The engine whose spelling the fields' `nativeType` uses (`sqlite`, `postgres`, `mysql`). */
+  engine?: string;
+  /** Schema or database namespace at the source (PostgreSQL schema), informational. */
+  namespace?: string;
 }
 
 /**

@@ -1,6 +1,17 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { decodeRow, decodeValue, encodeRow, encodeValue, keyString, type Row, type Value } from "./values.js";
+import {
+  decodeRow,
+  decodeValue,
+  encodeRow,
+  encodeValue,
+  keyString,
+  microsecondsOf,
+  PreciseDate,
+  parseTimestamp,
+  type Row,
+  type Value,
+} from "./values.js";
 
 /** Any value of the canonical model (integers normalised: bigint only beyond 2^53). */
 const jsonLeaf = fc.oneof(
@@ -67,5 +78,35 @@ describe("value codec", () => {
   it("matches keys by value whatever the integer's JS form", () => {
     expect(keyString([5n, "a"])).toBe(keyString([5, "a"]));
     expect(keyString([1])).not.toBe(keyString(["1"]));
+  });
+});
+
+describe("timestamps", () => {
+  it("parses SQL and ISO timestamps, keeping microseconds and zones", () => {
+    const d = parseTimestamp("2024-01-02 03:04:05.123456+01");
+    expect(d).toBeInstanceOf(PreciseDate);
+    expect(d.toISOString()).toBe("2024-01-02T02:04:05.123456Z");
+    expect(parseTimestamp("2024-01-02T03:04:05Z").toISOString()).toBe("2024-01-02T03:04:05.000Z");
+    expect(parseTimestamp("2024-01-02").toISOString()).toBe("2024-01-02T00:00:00.000Z");
+    expect(parseTimestamp("2024-01-02 03:04:05.5-05:30").toISOString()).toBe("2024-01-02T08:34:05.500Z");
+    expect(parseTimestamp("0001-01-01 00:00:00 BC").getUTCFullYear()).toBe(0);
+    expect(Number.isNaN(parseTimestamp("0000-00-00 00:00:00").getTime())).toBe(true);
+    expect(Number.isNaN(parseTimestamp("soon").getTime())).toBe(true);
+  });
+
+  it("round-trips any microsecond timestamp through the codec", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: -62135596800000, max: 253402300799999 }),
+        fc.integer({ min: 0, max: 999 }),
+        (ms, micro) => {
+          const d = new PreciseDate(ms, micro);
+          const back = decodeValue(encodeValue(d)) as Date;
+          expect(back.getTime()).toBe(ms);
+          expect(microsecondsOf(back)).toBe(micro);
+          expect(parseTimestamp(d.toISOString()).toISOString()).toBe(d.toISOString());
+        },
+      ),
+    );
   });
 });

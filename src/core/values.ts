@@ -5,7 +5,8 @@
  * - integers: `number` when |n| ≤ 2^53−1, `bigint` beyond (connectors normalise);
  * - floats: `number` (NaN, ±Infinity and −0 included);
  * - bytes: `Uint8Array` (Buffers are Uint8Arrays);
- * - timestamps: `Date`;
+ * - timestamps: `Date`, or {@link PreciseDate} when they carry microseconds; an invalid
+ *   `Date` stands for a value no calendar holds (MySQL's zero date `0000-00-00`);
  * - JSON documents (objects and arrays): plain JSON values;
  * - `string`, `boolean`, `null`.
  *
@@ -17,6 +18,65 @@
  * like a tag is wrapped as `{"$json": …}` so it is never mistaken for one.
  * Only top-level field values are tagged; JSON documents are carried verbatim.
  */
+
+/**
+ * A `Date` that also keeps microseconds (PostgreSQL `timestamptz`, MySQL `DATETIME(6)`).
+ * `microseconds` (0–999) come after the milliseconds JS keeps; `toISOString` shows six
+ * fraction digits when they are not zero, so the codec and comparisons keep them.
+ */
+export class PreciseDate extends Date {
+  readonly microseconds: number;
+  constructor(epochMs: number, microseconds = 0) {
+    super(epochMs);
+    this.microseconds = microseconds;
+  }
+  override toISOString(): string {
+    const iso = super.toISOString();
+    return this.microseconds === 0 ? iso : `${iso.slice(0, -1)}${String(this.microseconds).padStart(3, "0")}Z`;
+  }
+  override toJSON(): string {
+    return this.toISOString();
+  }
+}
+
+const TIMESTAMP =
+  /^([+-]?\d{4,6})-(\d\d)-(\d\d)(?:[T ](\d\d):(\d\d)(?::(\d\d)(?:\.(\d{1,9}))?)?)?\s*(Z|[+-]\d\d(?::?\d\d(?::?\d\d)?)?)?(\s+BC)?$/i;
+
+/**
+ * Parses an ISO 8601 or SQL timestamp (`2024-01-02 03:04:05.123456+01`, `…T…Z`, a bare
+ * date) into a `Date`, or a {@link PreciseDate} when it has sub-millisecond digits. Without
+ * a zone the time is read as UTC (wall-clock values round-trip whatever the process's zone).
+ * Returns an invalid `Date` for text that is not a timestamp (e.g. MySQL's `0000-00-00`).
+ */
+export function parseTimestamp(text: string): Date {
+  const m = TIMESTAMP.exec(text.trim());
+  if (!m) return new Date(Number.NaN);
+  let year = Number(m[1]);
+  if (m[9]) year = 1 - year; // 1 BC is year 0
+  const month = Number(m[2]);
+  const day = Number(m[3]);
+  if (month < 1 || month > 12 || day < 1 || day > 31) return new Date(Number.NaN);
+  const frac = (m[7] ?? "").padEnd(6, "0");
+  const ms = Number(frac.slice(0, 3));
+  const micro = Number(frac.slice(3, 6));
+  let t = Date.UTC(2000, month - 1, day, Number(m[4] ?? 0), Number(m[5] ?? 0), Number(m[6] ?? 0), ms);
+  const d = new Date(t);
+  d.setUTCFullYear(year);
+  t = d.getTime();
+  const zone = m[8];
+  if (zone && zone.toUpperCase() !== "Z") {
+    const sign = zone[0] === "-" ? -1 : 1;
+    const digits = zone.slice(1).replace(/:/g, "");
+    const offset = Number(digits.slice(0, 2)) * 3600 + Number(digits.slice(2, 4) || 0) * 60 + Number(digits.slice(4, 6) || 0);
+    t -= sign * offset * 1000;
+  }
+  return micro === 0 ? new Date(t) : new PreciseDate(t, micro);
+}
+
+/** Microseconds beyond the millisecond of a date (0 for a plain `Date`). */
+export function microsecondsOf(d: Date): number {
+  return d instanceof PreciseDate ? d.microseconds : 0;
+}
 
 /** A plain JSON value. */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
@@ -86,7 +146,7 @@ export function decodeValue(j: JsonValue): Value {
     case "$bytes":
       return typeof body === "string" ? new Uint8Array(Buffer.from(body, "base64")) : j;
     case "$date":
-      return typeof body === "string" ? new Date(body === "invalid" ? Number.NaN : body) : j;
+      return typeof body === "string" ? (body === "invalid" ? new Date(Number.NaN) : parseTimestamp(body)) : j;
     case "$float":
       return typeof body === "string" ? (body === "-0" ? -0 : Number(body)) : j;
     case "$json":

@@ -45,7 +45,7 @@ async function writeAll(url: string, schema: CollectionSchema, rows: Row[], batc
     const { schema: s } = await c.prepare(schema);
     for (let i = 0; i < rows.length; i += batch) {
       const ops: WriteOp[] = rows.slice(i, i + batch).map((record) => ({ op: "insert", record }));
-      const r = await c.write(s, ops, { runId: "r1", entry: () => ({ id: "r1", status: "running", i }) });
+      const r = await c.write(s, ops, { runId: "r1", id: "r1", entry: () => ({ id: "r1", status: "running", i }) });
       expect(r.failures).toEqual([]);
     }
     await c.finish(s);
@@ -229,8 +229,7 @@ describe("layouts", () => {
     const c = await openConnector(url, { write: true });
     const s = { ...schemaFor("zeta", rows, ["id"]) };
     await c.prepare(s);
-    await c.write(s, [{ op: "replace", match: { id: 1 }, record: { id: 1, x: 1 } }], {
-      runId: "r2",
+    await c.write(s, [{ op: "replace", match: { id: 1 }, record: { id: 1, x: 1 } }], { runId: "r2", id: "r2",
       entry: () => ({ id: "r2" }),
     });
     writeFileSync(join(url, "zeta.ndjson.ferry-tmp"), "junk");
@@ -403,8 +402,7 @@ describe("durability", () => {
       await c.write(
         schema,
         rowsOf(0, 5).map((record) => ({ op: "insert", record })),
-        {
-          runId: "r1",
+        { runId: "r1", id: "r1",
           entry: () => ({ id: "r1", status: "running", startedAt: "2026-01-01T00:00:00Z" }),
         },
       );
@@ -429,8 +427,7 @@ describe("durability", () => {
       await d.write(
         schema,
         rowsOf(5, 8).map((record) => ({ op: "insert", record })),
-        {
-          runId: "r1",
+        { runId: "r1", id: "r1",
           entry: () => ({ id: "r1", status: "running" }),
         },
       );
@@ -466,8 +463,7 @@ describe("durability", () => {
     await c.write(
       schema,
       rowsOf(0, 3).map((record) => ({ op: "insert", record })),
-      {
-        runId: "r1",
+      { runId: "r1", id: "r1",
         entry: () => ({ id: "r1", status: "interrupted" }),
       },
     );
@@ -492,7 +488,7 @@ describe("durability", () => {
         { op: "insert", record: { id: 3, v: "v3" } },
         { op: "update", match: { id: 0 }, record: { v: "committed" } },
       ],
-      { runId: "r1", entry: () => ({ id: "r1", status: "running" }) },
+      { runId: "r1", id: "r1", entry: () => ({ id: "r1", status: "running" }) },
     );
     await c.write(schema, [
       { op: "insert", record: { id: 4, v: "v4" } },
@@ -582,8 +578,7 @@ describe("replace and update", () => {
       const original = readFileSync(file, "utf8");
       const c = await openConnector(url, { write: true });
       await c.prepare(schema);
-      await c.write(schema, [...ops, { op: "insert", record: { id: 6, v: "new" } }], {
-        runId: "r1",
+      await c.write(schema, [...ops, { op: "insert", record: { id: 6, v: "new" } }], { runId: "r1", id: "r1",
         entry: () => ({ id: "r1" }),
       });
       if (kind !== ".json") {
@@ -609,7 +604,7 @@ describe("replace and update", () => {
       await writeAll(url, schema, base);
       const c = await openConnector(url, { write: true });
       await c.prepare(schema);
-      await c.write(schema, ops, { runId: "r1", entry: () => ({ id: "r1", status: "running" }) });
+      await c.write(schema, ops, { runId: "r1", id: "r1", entry: () => ({ id: "r1", status: "running" }) });
       await c.close();
       const pending = `${url}.ferry-pending`;
       const journal = `${url}.ferry-journal.json`;
@@ -636,8 +631,7 @@ describe("replace and update", () => {
     await writeAll(url, schema, base);
     const c = await openConnector(url, { write: true });
     await c.prepare(schema);
-    await c.write(schema, [{ op: "insert", record: { id: 6, v: "new" } }], {
-      runId: "r1",
+    await c.write(schema, [{ op: "insert", record: { id: 6, v: "new" } }], { runId: "r1", id: "r1",
       entry: () => ({ id: "r1" }),
     });
     await c.close();
@@ -740,14 +734,14 @@ describe(".json documents", () => {
     const accounts = schemaFor("accounts", [{ id: "" }], ["id"]);
     const c = await openConnector(url, { write: true });
     await c.prepare(accounts);
-    await c.write(accounts, [{ op: "insert", record: { id: "a3" } }], { runId: "r1", entry: () => ({ id: "r1" }) });
+    await c.write(accounts, [{ op: "insert", record: { id: "a3" } }], { runId: "r1", id: "r1", entry: () => ({ id: "r1" }) });
     await c.write(accounts, [{ op: "insert", record: { id: "lost" } }]);
     await c.close(); // killed: the document is untouched, the log holds the batches
     expect(readFileSync(url, "utf8")).toBe(original);
     const d = await openConnector(url, { write: true });
     await d.prepare(accounts);
     expect(await d.count(accounts)).toBe(3);
-    await d.write(accounts, [{ op: "insert", record: { id: "a4" } }], { runId: "r1", entry: () => ({ id: "r1" }) });
+    await d.write(accounts, [{ op: "insert", record: { id: "a4" } }], { runId: "r1", id: "r1", entry: () => ({ id: "r1" }) });
     await d.finish(accounts);
     await d.close();
     expect((await readBack(url)).accounts?.map((r) => r.id)).toEqual(["a1", "a2", "a3", "a4"]);

@@ -66,11 +66,13 @@ export const DIR_JOURNAL_FILE = ".ferry-journal.json";
 /** A checkpoint with its entry built from the batch's outcome (known before anything is appended). */
 interface ResolvedCheckpoint {
   runId: string;
+  /** The journal row to save the entry under (see {@link Checkpoint.id}). */
+  id: string;
   entry: unknown;
 }
 
 function resolve(cp: Checkpoint | undefined, failures: WriteFailure[]): ResolvedCheckpoint | undefined {
-  return cp === undefined ? undefined : { runId: cp.runId, entry: cp.entry({ failures }) };
+  return cp === undefined ? undefined : { runId: cp.runId, id: cp.id, entry: cp.entry({ failures }) };
 }
 
 /** Run statuses under which a file shorter than its checkpoint means lost data (see core/journal.ts). */
@@ -568,7 +570,7 @@ export class FilesConnector implements Connector {
       }
     }
     await this.journalStore.update((doc) => {
-      doc.runs[cp.runId] = cp.entry;
+      doc.runs[cp.id] = cp.entry;
       const off = offsetsOf(doc);
       for (const f of files) off[basename(f.path)] = { runId: cp.runId, length: f.length } satisfies FileOffset;
     });

@@ -634,8 +634,7 @@ describe("write", () => {
       "CREATE TRIGGER boom BEFORE INSERT ON people WHEN NEW.name = 'boom' BEGIN SELECT RAISE(ROLLBACK, 'boom'); END",
     );
     db.close();
-    const r1 = await c.write(s, [{ op: "insert", record: { id: 4, email: "d@x" } }], {
-      runId: "run1",
+    const r1 = await c.write(s, [{ op: "insert", record: { id: 4, email: "d@x" } }], { runId: "run1", id: "run1",
       entry: () => ({ id: "run1", startedAt: "2026-01-01T00:00:00Z", step: 1 }),
     });
     expect(r1.failures).toEqual([]);
@@ -650,7 +649,7 @@ describe("write", () => {
           { op: "insert", record: { id: 5, email: "e@x" } },
           { op: "insert", record: { id: 6, email: "f@x", name: "boom" } },
         ],
-        { runId: "run1", entry: () => ({ id: "run1", startedAt: "2026-01-01T00:00:00Z", step: 2 }) },
+        { runId: "run1", id: "run1", entry: () => ({ id: "run1", startedAt: "2026-01-01T00:00:00Z", step: 2 }) },
       ),
     );
     expect(isFerryError(err, "E_WRITE")).toBe(true);

@@ -578,7 +578,7 @@ export class SqliteConnector implements Connector, BulkTransfer {
       return this.#transaction(db, () => {
         const result = { failures: this.#applyOps(db, info, ops) };
         if (checkpoint !== undefined) {
-          const saved = journalParams(checkpoint.runId, checkpoint.entry(result));
+          const saved = journalParams(checkpoint.id, checkpoint.entry(result));
           (this.#checkpointUpsert as Database.Statement).run(...saved);
         }
         return result;
@@ -799,7 +799,7 @@ export class SqliteConnector implements Connector, BulkTransfer {
       const count = this.#transaction(db, () => {
         const n = insert.run(...bind, ...last).changes;
         const cp = checkpoint(n, bookmark);
-        upsert.run(...journalParams(cp.runId, cp.entry({ failures: [] })));
+        upsert.run(...journalParams(cp.id, cp.entry({ failures: [] })));
         return n;
       });
       return { count, bookmark };

@@ -1,0 +1,2 @@
+/** Registers the MySQL/MariaDB connector. (Being built.) */
+export {};

@@ -1,0 +1,2 @@
+/** Registers the PostgreSQL connector. (Being built.) */
+export {};
