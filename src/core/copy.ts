@@ -457,6 +457,7 @@ async function copyCollection(
       };
       const checkpoint: Checkpoint = {
         runId: entry.id,
+        id: entry.id,
         entry: (result) => {
           settleOnce(result);
           return entry;
@@ -523,7 +524,7 @@ async function bulkCopy(
         (count, bookmark) => {
           j.progress.copied = before.copied + count;
           j.progress.bookmark = bookmark;
-          return { runId: entry.id, entry: () => entry };
+          return { runId: entry.id, id: entry.id, entry: () => entry };
         },
       );
       if (r.count === 0) return;
