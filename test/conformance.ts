@@ -219,9 +219,14 @@ export function conformance(t: ConformanceTarget): void {
       const onEvent = (e: FerryEvent) => {
         if (e.type === "progress" && e.collection === "members" && ++batches === 3) controller.abort();
       };
-      const err = await copy({ from: src, to: dst, batchSize: 50, signal: controller.signal, onEvent }).catch(
-        (e: unknown) => e,
-      );
+      const err = await copy({
+        from: src,
+        to: dst,
+        batchSize: 50,
+        jobs: 1,
+        signal: controller.signal,
+        onEvent,
+      }).catch((e: unknown) => e);
       expect(isFerryError(err, "E_INTERRUPTED")).toBe(true);
       const partial = await readAll(dst);
       expect(partial.members?.length).toBe(150);
@@ -236,6 +241,29 @@ export function conformance(t: ConformanceTarget): void {
       expect(runs).toHaveLength(1);
       expect(runs[0]?.status).toBe("done");
       expect(runs[0]?.error).toBeUndefined();
+    });
+
+    it("copies key ranges in parallel and resumes each range where it stopped", async () => {
+      const big = fixtures(t.extraFields, 800);
+      const src = await t.fresh();
+      const dst = await t.fresh();
+      await seed(src, big);
+      const controller = new AbortController();
+      let batches = 0;
+      const onEvent = (e: FerryEvent) => {
+        if (e.type === "progress" && e.collection === "members" && ++batches === 5) controller.abort();
+      };
+      const opts = { from: src, to: dst, batchSize: 40, jobs: 3 };
+      const err = await copy({ ...opts, signal: controller.signal, onEvent }).catch((e: unknown) => e);
+      expect(isFerryError(err, "E_INTERRUPTED")).toBe(true);
+      const partial = await readAll(dst);
+      expect(partial.members?.length ?? 0).toBeLessThan(800);
+      const r = await copy({ ...opts, resume: true });
+      expect(r.status).toBe("done");
+      expect(r.collections.members).toMatchObject({ copied: 800, failed: 0 });
+      expect(canonical(await readAll(dst))).toEqual(canonical(await readAll(src)));
+      const [run] = await history({ at: dst });
+      expect(run?.collections.members?.copied).toBe(800);
     });
   });
 }

@@ -4,22 +4,34 @@
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import "../connectors/index.js";
-import { copy, DEFAULT_BATCH_SIZE } from "../core/copy.js";
+import { copy, DEFAULT_BATCH_SIZE, defaultJobs } from "../core/copy.js";
 import { exitCodeFor, FerryError, isFerryError } from "../core/errors.js";
 import type { FerryEvent } from "../core/events.js";
 import { history, status } from "../core/history.js";
 import { type ConflictMode, processed, type RunEntry } from "../core/journal.js";
+import { plan } from "../core/plan.js";
 import { knownInstances } from "../core/registry.js";
 import { redactUrl } from "../core/url.js";
 import { askToConfirm, requireConfirmable } from "./prompt.js";
-import { formatDuration, HumanRenderer } from "./render.js";
+import { formatDuration, HumanRenderer, planTable } from "./render.js";
 
 const INSTANCES_HELP = `
 Instances are URLs:
   sqlite:./app.db            a SQLite database file (created when it is a target)
   ./backup/                  a directory: one NDJSON file per collection + ferry.schema.json
   ./users.ndjson             one collection, one JSON record per line
-  ./accounts.json            top-level arrays are collections; other fields are kept`;
+  ./accounts.json            top-level arrays are collections; other fields are kept
+  postgres://user:pw@host:5432/db?schema=app   a PostgreSQL schema (default public; created when a target)
+  mysql://user:pw@host:3306/db                 a MySQL/MariaDB database (mariadb:// too; created when a target)`;
+
+/**
+ * Adds `?schema=NAME` to a PostgreSQL URL that has none (the `--schema` flag); other URLs
+ * are returned unchanged.
+ */
+export function withSchema(url: string, schema: string | undefined): string {
+  if (!schema || !/^postgres(ql)?:/i.test(url) || /[?&]schema=/.test(url)) return url;
+  return `${url}${url.includes("?") ? "&" : "?"}schema=${encodeURIComponent(schema)}`;
+}
 
 function list(value: string): string[] {
   const parts = value
@@ -54,6 +66,9 @@ interface CopyFlags {
   resume?: boolean;
   force?: boolean;
   stopOnError?: boolean;
+  jobs: number;
+  allowLossy?: boolean;
+  schema?: string;
 }
 
 async function copyCommand(flags: CopyFlags): Promise<number> {
@@ -76,8 +91,10 @@ async function copyCommand(flags: CopyFlags): Promise<number> {
   process.on("SIGTERM", onSignal);
   try {
     const result = await copy({
-      from: flags.from,
-      to: flags.to,
+      from: withSchema(flags.from, flags.schema),
+      to: withSchema(flags.to, flags.schema),
+      jobs: flags.jobs,
+      allowLossy: Boolean(flags.allowLossy),
       ...(flags.collections ? { collections: flags.collections } : {}),
       conflict: flags.conflict,
       ...(flags.key ? { key: flags.key } : {}),
@@ -150,6 +167,14 @@ export function program(): Command {
     .option("--resume", "continue the target's interrupted run from its last checkpoint")
     .option("--force", "start although the target has an unfinished run (it is marked abandoned)")
     .option("--stop-on-error", "stop at the first record the target refuses")
+    .option(
+      "--jobs <n>",
+      "collections and key ranges copied at once (PostgreSQL/MySQL targets; default: CPU cores)",
+      positiveInt,
+      defaultJobs(),
+    )
+    .option("--allow-lossy", "copy even where the type plan says values change (rounded, time zone dropped)")
+    .option("--schema <name>", "PostgreSQL schema for URLs without ?schema= (default public)")
     .addHelpText(
       "after",
       `
@@ -161,17 +186,54 @@ Conflict modes:
              keep target records the source does not have
 ${INSTANCES_HELP}
 
-Exit codes: 0 done · 1 failed (records refused, listed) · 2 usage/config (also "no" at the prompt)
+Types: copying between engines first builds a type plan (\`ferry plan\` prints it). Each field
+is exact, checked (values that do not fit are refused one by one, by key) or lossy (values
+would change: the copy refuses to start unless --allow-lossy).
+
+Exit codes: 0 done · 1 failed (records refused, listed) · 2 usage/config/lossy plan (also "no" at the prompt)
             · 3 validation failed · 4 conflict in fail mode (also its dry run) · 130 interrupted
             (run again with --resume)
 
 Examples:
   ferry copy --from sqlite:./app.db --to ./backup/ --yes
   ferry copy --from ./backup/ --to sqlite:./restored.db --conflict skip --yes
-  ferry copy --from sqlite:a.db --to sqlite:b.db --conflict merge --key email --dry-run`,
+  ferry copy --from sqlite:a.db --to sqlite:b.db --conflict merge --key email --dry-run
+  ferry copy --from postgres://postgres@127.0.0.1/app --to postgres://postgres@10.0.0.2/app --jobs 4 --yes
+  ferry copy --from mysql://root@127.0.0.1/shop --to postgres://postgres@127.0.0.1/shop --allow-lossy --yes`,
     )
     .action(async (flags: CopyFlags) => {
       process.exitCode = await copyCommand(flags);
+    });
+
+  p.command("plan")
+    .description("show how each field's type maps from source to target, and what could be lost")
+    .requiredOption("--from <url>", "source instance")
+    .requiredOption("--to <url>", "target instance (need not exist yet)")
+    .option("--collections <names>", "only these collections, comma-separated (default: all)", list)
+    .option("--schema <name>", "PostgreSQL schema for URLs without ?schema= (default public)")
+    .option("--json", "the plan as JSON on stdout")
+    .addHelpText(
+      "after",
+      `
+Each field is one of:
+  exact    every value arrives unchanged
+  checked  some values may not fit the target type (too long, out of range, zero dates…):
+           each is refused by key and reported; nothing is changed silently
+  LOSSY    values change on the way (rounded, time zone dropped): \`ferry copy\` refuses to
+           start unless --allow-lossy
+  MISSING  the existing target collection lacks the field: \`ferry copy\` refuses to start
+
+Example:
+  ferry plan --from mysql://root@127.0.0.1/shop --to postgres://postgres@127.0.0.1/shop`,
+    )
+    .action(async (flags: { from: string; to: string; collections?: string[]; schema?: string; json?: boolean }) => {
+      const p = await plan({
+        from: withSchema(flags.from, flags.schema),
+        to: withSchema(flags.to, flags.schema),
+        ...(flags.collections ? { collections: flags.collections } : {}),
+      });
+      if (flags.json) json(p);
+      else process.stdout.write(`${planTable(p, true)}\n`);
     });
 
   p.command("history")

@@ -4,6 +4,7 @@
  */
 import type { FerryEvent, ProgressEvent, RunEndEvent } from "../core/events.js";
 import { type CollectionStats, processed } from "../core/journal.js";
+import { type MappingLevel, planLevel, type TypePlan } from "../core/type-plan.js";
 
 /** Where rendered text goes; a terminal gets in-place updates. */
 export interface Output {
@@ -75,6 +76,10 @@ export class HumanRenderer {
       case "notice":
         this.line(`note: ${e.message}`);
         break;
+      case "plan":
+        // Same-engine plans are exact and say nothing; others show what is not exact.
+        if (planLevel(e.plan) !== "exact") this.line(planTable(e.plan, false));
+        break;
       case "run-end":
         this.line(summaryTable(e));
         break;
@@ -129,4 +134,37 @@ export function summaryTable(e: RunEndEvent): string {
       ? [`not finished: ${e.unfinished.join(", ")} (run the same command with --resume to finish)`]
       : [];
   return ["", fmt(heads), ...rows.map(fmt), "", status, ...stopped].join("\n");
+}
+
+const MARK: Record<MappingLevel, string> = { exact: "exact", checked: "checked", lossy: "LOSSY", missing: "MISSING" };
+
+/**
+ * The type plan as a table: collection.field, source type → target type, level and notes.
+ * With `all` false, only the fields that are not exact (and a count of those that are).
+ */
+export function planTable(plan: TypePlan, all: boolean): string {
+  const rows: string[][] = [];
+  let exact = 0;
+  for (const c of plan.collections) {
+    for (const f of c.fields) {
+      if (f.level === "exact") exact++;
+      if (!all && f.level === "exact") continue;
+      rows.push([`${c.collection}.${f.field}`, f.from, f.to, MARK[f.level], f.notes.join("; ")]);
+    }
+  }
+  const heads = ["field", plan.sourceEngine, plan.targetEngine, "", ""];
+  const widths = heads.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const fmt = (r: string[]) =>
+    r
+      .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
+      .join("  ")
+      .trimEnd();
+  const counts = (["checked", "lossy", "missing"] as const)
+    .map((l) => [l, plan.collections.reduce((n, c) => n + c.fields.filter((f) => f.level === l).length, 0)] as const)
+    .filter(([, n]) => n > 0)
+    .map(([l, n]) => `${n} ${l}`);
+  const head = `type plan ${plan.sourceEngine} → ${plan.targetEngine}: ${[`${exact} exact`, ...counts].join(", ")}`;
+  const legend =
+    "checked: values that do not fit are refused by name · LOSSY: values change (needs --allow-lossy) · MISSING: the target lacks the field";
+  return rows.length === 0 ? head : [head, fmt(heads), ...rows.map(fmt), legend].join("\n");
 }

@@ -201,5 +201,12 @@ export interface ConnectorFactory {
   usage: string;
   /** Whether this factory claims a scheme-less path (files do). */
   claimsPath?(path: string): boolean;
+  /**
+   * The engine's type mapping without a connection (see {@link Connector.mapField}), so a
+   * plan can be shown for a target that does not exist yet.
+   */
+  mapField?(field: FieldSchema, collection: CollectionSchema): FieldSchema;
+  /** Engine name, as {@link Connector.engine}. */
+  engine?: string;
   open(url: string, options: ConnectorOptions): Promise<Connector>;
 }

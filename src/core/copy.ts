@@ -3,7 +3,13 @@
  * by conflict mode, writes batches to a target with a checkpoint made durable together with
  * each batch, and records the run in the target's journal. Library, CLI, API and console
  * all call this one function.
+ *
+ * Parallelism: with `jobs` > 1 and a target that takes concurrent writes, collections whose
+ * parents are done copy at the same time, and a large collection is split into key ranges
+ * copied in parallel. Each range checkpoints into its own journal row, so resuming picks up
+ * every range where it stopped.
  */
+import { availableParallelism } from "node:os";
 import { type Checkpoint, type Connector, hasBulkTransfer, type WriteOp, type WriteResult } from "./connector.js";
 import { FerryError, isFerryError } from "./errors.js";
 import type { EventSink, FerryEvent } from "./events.js";
@@ -18,12 +24,25 @@ import {
   MAX_FAILURES_KEPT,
   newRunId,
   processed,
+  type RangeCheckpoint,
+  type RangeProgress,
   type RunEntry,
   type RunStatus,
+  rangeRowId,
   statsOf,
+  sumRanges,
 } from "./journal.js";
-import { openConnector } from "./registry.js";
+import type { Bookmark } from "./messages.js";
+import { factoryFor, openConnector } from "./registry.js";
 import { type CollectionSchema, dependencyOrder } from "./schema.js";
+import {
+  buildTypePlan,
+  type CheckedValue,
+  type FieldMapper,
+  fieldsAt,
+  type TypePlan,
+  valueCheck,
+} from "./type-plan.js";
 import { redactUrl } from "./url.js";
 import { encodeValue, keyOf, keyString, type Row, setField, type Value } from "./values.js";
 
@@ -43,13 +62,20 @@ export interface CopyOptions {
   dryRun?: boolean;
   /** Records per batch (and per checkpoint). Default 5000. */
   batchSize?: number;
+  /**
+   * Collections and key ranges copied at once, when the target takes concurrent writes
+   * (PostgreSQL, MySQL). Default: the number of CPU cores.
+   */
+  jobs?: number;
+  /** Start even though the type plan says some values would be changed (rounded, zone dropped). Default `false`. */
+  allowLossy?: boolean;
   /** Continue the target's unfinished run from its last checkpoint. Default `false`. */
   resume?: boolean;
   /** Start even though the target has an unfinished run (it is marked abandoned). Default `false`. */
   force?: boolean;
   /** Stop at the first refused record instead of going on. Default `false`. */
   stopOnError?: boolean;
-  /** Aborting stops the run after the batch in flight; it is then resumable. */
+  /** Aborting stops the run after the batches in flight; it is then resumable. */
   signal?: AbortSignal;
   /** Receives progress events. */
   onEvent?: EventSink;
@@ -63,6 +89,8 @@ export interface CopyPlan {
   target: string;
   conflict: ConflictMode;
   collections: { name: string; total: number | undefined; key: string[]; targetExists: boolean }[];
+  /** Each field's source and target type, and what the mapping can lose. */
+  types: TypePlan;
   resume?: string;
 }
 
@@ -78,24 +106,44 @@ export interface CopyResult {
   seconds: number;
   /** Refused records (up to 100 per collection). */
   failures: { collection: string; key: string; reason: string }[];
+  /** The type plan the run followed. */
+  types: TypePlan;
 }
 
 /** Default records per batch. */
 export const DEFAULT_BATCH_SIZE = 5000;
 const CONFLICT_MODES: readonly ConflictMode[] = ["fail", "skip", "overwrite", "merge"];
 const MAX_CONFLICTS_REPORTED = 20;
+/** Batches per range below which a collection is not worth splitting. */
+const MIN_BATCHES_PER_RANGE = 4;
+
+/** Default parallel jobs: the machine's cores. */
+export function defaultJobs(): number {
+  return Math.max(1, availableParallelism());
+}
+
+/** A field's value check, from the type plan. */
+type FieldCheck = [field: string, check: (v: Value) => CheckedValue];
 
 interface Job {
   source: CollectionSchema;
   target: CollectionSchema;
   key: string[];
   progress: CollectionProgress;
+  /** Each range's progress as last made durable (what the run's own journal row may claim). */
+  durable: RangeProgress[];
+  checks: FieldCheck[];
+  startedAt?: number;
+  doneAtStart?: number;
+  /** Ranges not finished yet in this process. */
+  pending?: number;
 }
 
 /**
  * Copies collections from one instance to another.
  *
  * @throws FerryError `E_USAGE`/`E_CONFIG`/`E_CONNECTION`/`E_NOT_FOUND` before anything is written,
+ * `E_LOSSY` when the type plan would change values and `allowLossy` is not set,
  * `E_CONFLICT` in `fail` mode (nothing written), `E_DIRTY` on an unfinished target,
  * `E_INTERRUPTED` when `signal` aborts (resumable with `resume: true`).
  * Records the target refuses are not thrown: they are counted in the result (status `failed`).
@@ -112,13 +160,17 @@ export async function copy(options: CopyOptions): Promise<CopyResult> {
   if (!Number.isInteger(batchSize) || batchSize < 1) {
     throw new FerryError("E_USAGE", `batch size ${batchSize}: use a whole number of at least 1`);
   }
+  const jobs = options.jobs ?? defaultJobs();
+  if (!Number.isInteger(jobs) || jobs < 1) {
+    throw new FerryError("E_USAGE", `jobs ${jobs}: use a whole number of at least 1`);
+  }
   const dryRun = options.dryRun ?? false;
   const emit: EventSink = options.onEvent ?? (() => {});
 
-  const source = await openConnector(options.from, { write: false });
+  const source = await openConnector(options.from, { write: false, readers: dryRun ? 1 : jobs });
   let target: Connector | undefined;
   try {
-    target = await openTarget(options.to, dryRun);
+    target = await openTarget(options.to, dryRun, jobs);
     if (target && source.identity === target.identity) {
       throw new FerryError(
         "E_USAGE",
@@ -126,8 +178,11 @@ export async function copy(options: CopyOptions): Promise<CopyResult> {
       );
     }
     await source.check();
-    if (target) await target.check();
-    return await run(source, target, { ...options, conflict, batchSize, dryRun, emit });
+    if (target && !(await checkTarget(target, dryRun))) {
+      await target.close().catch(() => {});
+      target = undefined;
+    }
+    return await run(source, target, { ...options, conflict, batchSize, dryRun, emit, jobs });
   } finally {
     await source.close().catch(() => {});
     await target?.close().catch(() => {});
@@ -138,17 +193,38 @@ export async function copy(options: CopyOptions): Promise<CopyResult> {
  * Opens the target. A dry run writes nothing, so it opens read-only, and a target that does
  * not exist yet counts as empty (`undefined`).
  */
-async function openTarget(url: string, dryRun: boolean): Promise<Connector | undefined> {
-  if (!dryRun) return openConnector(url, { write: true });
+async function openTarget(url: string, dryRun: boolean, jobs: number): Promise<Connector | undefined> {
+  if (!dryRun) return openConnector(url, { write: true, writers: jobs });
   try {
     return await openConnector(url, { write: false });
   } catch (err) {
-    if (isFerryError(err, "E_CONNECTION") && err.details.missing === true) return undefined;
+    if (isMissing(err)) return undefined;
     throw err;
   }
 }
 
-type RunOptions = CopyOptions & { conflict: ConflictMode; batchSize: number; dryRun: boolean; emit: EventSink };
+/** Checks the target; false when a dry run's target does not exist yet. */
+async function checkTarget(target: Connector, dryRun: boolean): Promise<boolean> {
+  try {
+    await target.check();
+    return true;
+  } catch (err) {
+    if (dryRun && isMissing(err)) return false;
+    throw err;
+  }
+}
+
+function isMissing(err: unknown): boolean {
+  return isFerryError(err, "E_CONNECTION") && err.details.missing === true;
+}
+
+type RunOptions = CopyOptions & {
+  conflict: ConflictMode;
+  batchSize: number;
+  dryRun: boolean;
+  emit: EventSink;
+  jobs: number;
+};
 
 async function run(source: Connector, target: Connector | undefined, o: RunOptions): Promise<CopyResult> {
   const started = Date.now();
@@ -162,6 +238,7 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
     const unfinished = await journal.unfinished();
     if (o.resume) {
       entry = unfinished.find((e) => e.command === "copy" && e.source === source.displayUrl);
+      if (entry && !entry.collections[Object.keys(entry.collections)[0] ?? ""]?.ranges) entry = undefined;
       if (!entry) o.emit({ type: "notice", message: "nothing to resume at the target: starting a new copy" });
     }
     const blocking = unfinished.filter((e) => e !== entry);
@@ -179,7 +256,13 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
   }
   if (entry) {
     // Resume exactly the collections and options of the interrupted run.
-    o = { ...o, conflict: entry.options.conflict, key: entry.options.key, batchSize: entry.options.batchSize };
+    o = {
+      ...o,
+      conflict: entry.options.conflict,
+      key: entry.options.key,
+      batchSize: entry.options.batchSize,
+      allowLossy: entry.options.allowLossy ?? o.allowLossy,
+    };
   }
   const names = entry ? Object.keys(entry.collections) : selected.map((s) => s.name);
   const ordered = dependencyOrder(all.filter((s) => names.includes(s.name)));
@@ -197,8 +280,12 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
     );
   }
 
-  // Plan: counts, keys, whether each target collection exists and is empty.
+  // Plan: counts, keys, types, whether each target collection exists and is empty.
   const targetSchemas = target ? new Map((await target.discover()).map((s) => [s.name, s])) : new Map();
+  const types = typePlan(source, target, ordered, targetSchemas, o.to);
+  o.emit({ type: "plan", plan: types });
+  refuseBadPlan(types, o.allowLossy ?? false, target?.displayUrl ?? redactUrl(o.to));
+
   const jobs: Job[] = [];
   for (const s of ordered) {
     const existing = targetSchemas.get(s.name);
@@ -207,6 +294,7 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
     const progress: CollectionProgress = entry?.collections[s.name] ?? {
       ...emptyStats(),
       total,
+      ranges: [newRange()],
       done: false,
       targetWasEmpty: !existing || !target || (await target.count(existing)) === 0,
       failures: [],
@@ -220,7 +308,16 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
         { details: { collection: s.name } },
       );
     }
-    jobs.push({ source: s, target: existing ?? s, key, progress });
+    const job: Job = {
+      source: s,
+      target: existing ?? s,
+      key,
+      progress,
+      durable: progress.ranges.map((r) => structuredClone(r)),
+      checks: [],
+    };
+    job.checks = checksFor(job, types, o.allowLossy ?? false, existing ? undefined : mapperOf(target, o.to));
+    jobs.push(job);
   }
 
   const plan: CopyPlan = {
@@ -233,6 +330,7 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
       key: j.key,
       targetExists: targetSchemas.has(j.source.name),
     })),
+    types,
     ...(entry ? { resume: entry.id } : {}),
   };
 
@@ -278,11 +376,14 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
           ...(keyOption ? { key: keyOption } : {}),
           collections: names,
           batchSize: o.batchSize,
+          jobs: o.jobs,
+          ...(o.allowLossy ? { allowLossy: true } : {}),
         },
         collections: {},
       };
   for (const j of jobs) current.collections[j.source.name] = j.progress;
-  if (journal) await journal.save(current);
+  const ctx: RunContext = { source, target, entry: current, jobs, o };
+  if (journal) await journal.save(durableEntry(ctx));
 
   o.emit({
     type: "run-start",
@@ -297,12 +398,7 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
 
   let error: FerryError | undefined;
   try {
-    for (const j of jobs) {
-      if (j.progress.done) continue;
-      const failedBefore = j.progress.failed;
-      await copyCollection(source, target, j, current, o);
-      if (o.stopOnError && j.progress.failed > failedBefore) break;
-    }
+    await schedule(ctx);
   } catch (err) {
     error = isFerryError(err) ? err : new FerryError("E_INTERNAL", `copy failed: ${errorMessage(err)}`, { cause: err });
   }
@@ -318,7 +414,7 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
       : "done";
   current.endedAt = new Date().toISOString();
   if (error) current.error = { code: error.code, message: error.message };
-  if (journal) await journal.save(current).catch(() => {});
+  if (journal) await journal.save(durableEntry(ctx)).catch(() => {});
 
   const collections = Object.fromEntries(jobs.map((j) => [j.source.name, statsOf(j.progress)]));
   const timings = Object.fromEntries(jobs.map((j) => [j.source.name, j.progress.seconds ?? 0]));
@@ -349,12 +445,239 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
     total,
     seconds,
     failures: jobs.flatMap((j) => j.progress.failures.map((f) => ({ collection: j.source.name, ...f }))),
+    types,
   };
 }
 
-function withoutEnd(e: RunEntry): RunEntry {
-  const { endedAt: _ended, error: _error, ...rest } = e;
-  return rest;
+function newRange(after?: Bookmark, upTo?: Bookmark): RangeProgress {
+  return {
+    ...emptyStats(),
+    ...(after ? { after } : {}),
+    ...(upTo ? { upTo } : {}),
+    done: false,
+    seq: 0,
+    failures: [],
+  };
+}
+
+/** The type plan of the selected collections against the target's existing or would-be fields. */
+export function typePlan(
+  source: Connector,
+  target: Connector | undefined,
+  ordered: CollectionSchema[],
+  targetSchemas: Map<string, CollectionSchema>,
+  targetUrl: string,
+): TypePlan {
+  const factory = factoryFor(targetUrl);
+  const mapField = mapperOf(target, targetUrl);
+  const engine = target?.engine ?? factory.engine ?? "unknown";
+  return buildTypePlan(source.engine, engine, ordered, targetSchemas, mapField);
+}
+
+/** Refuses a plan with fields the target lacks, or that changes values without `allowLossy`. */
+function refuseBadPlan(plan: TypePlan, allowLossy: boolean, where: string): void {
+  const missing = fieldsAt(plan, "missing");
+  if (missing.length > 0) {
+    throw new FerryError(
+      "E_CONFIG",
+      `the target ${where} lacks field(s) ${listed(missing)}: add them to the target's collections, or copy into a new database`,
+      { details: { missing } },
+    );
+  }
+  const lossy = fieldsAt(plan, "lossy");
+  if (lossy.length > 0 && !allowLossy) {
+    const why = plan.collections.flatMap((c) =>
+      c.fields
+        .filter((f) => f.level === "lossy")
+        .map((f) => `${c.collection}.${f.field} (${f.from} → ${f.to}: ${f.notes.join("; ")})`),
+    );
+    throw new FerryError(
+      "E_LOSSY",
+      `the copy would change values of ${listed(why)}; nothing was written: pass --allow-lossy to accept, or create the target's tables with wider types first (\`ferry plan\` shows every field)`,
+      { details: { lossy } },
+    );
+  }
+}
+
+function listed(items: string[]): string {
+  return items.length <= 6 ? items.join(", ") : `${items.slice(0, 6).join(", ")} and ${items.length - 6} more`;
+}
+
+function mapperOf(target: Connector | undefined, url: string): FieldMapper | undefined {
+  const factory = factoryFor(url);
+  return target?.mapField?.bind(target) ?? factory.mapField?.bind(factory);
+}
+
+/** Value checks for the fields whose mapping is not exact. */
+function checksFor(j: Job, plan: TypePlan, allowLossy: boolean, mapField: FieldMapper | undefined): FieldCheck[] {
+  const cp = plan.collections.find((c) => c.collection === j.source.name);
+  if (!cp) return [];
+  const out: FieldCheck[] = [];
+  for (const m of cp.fields) {
+    const src = j.source.fields.find((f) => f.name === m.field);
+    if (!src) continue;
+    const dst = mapField ? mapField(src, j.source) : (j.target.fields.find((f) => f.name === m.field) ?? src);
+    const check = valueCheck(m, src, dst, allowLossy);
+    if (check) out.push([m.field, check]);
+  }
+  return out;
+}
+
+interface RunContext {
+  source: Connector;
+  target: Connector | undefined;
+  entry: RunEntry;
+  jobs: Job[];
+  o: RunOptions;
+  /**
+   * Set when one worker failed (`error`) or a record was refused under `stopOnError`
+   * (`stop-on-error`): the others finish the batch in flight and stop.
+   */
+  halt?: "error" | "stop-on-error";
+}
+
+/** The entry as the journal may record it: every range as last made durable. */
+function durableEntry(ctx: RunContext): RunEntry {
+  const out: RunEntry = { ...ctx.entry, collections: {} };
+  for (const j of ctx.jobs) {
+    const c: CollectionProgress = { ...j.progress, ranges: j.durable.map((r) => structuredClone(r)) };
+    sumRanges(c);
+    out.collections[j.source.name] = c;
+  }
+  return out;
+}
+
+/**
+ * Runs every collection's ranges on up to `jobs` workers. A collection starts once the
+ * collections before it that it references are done (parents first, so a target that
+ * enforces foreign keys never sees an orphan; cycles keep the source's order); its ranges
+ * are split when it starts.
+ */
+async function schedule(ctx: RunContext): Promise<void> {
+  const { o, target } = ctx;
+  const parallel = target && !o.dryRun && target.concurrentWrites === true ? o.jobs : 1;
+  const position = new Map(ctx.jobs.map((j, i) => [j.source.name, i]));
+  const parentsOf = (j: Job): Job[] => {
+    const mine = position.get(j.source.name) ?? 0;
+    return (j.source.foreignKeys ?? [])
+      .map((fk) => position.get(fk.references.collection))
+      .filter((i): i is number => i !== undefined && i < mine)
+      .map((i) => ctx.jobs[i] as Job);
+  };
+  const started = new Set<Job>();
+  const queue: { job: Job; range: number }[] = [];
+  let inFlight = 0;
+  let firstError: unknown;
+  let waiters: (() => void)[] = [];
+  const notifyAll = (): void => {
+    const w = waiters;
+    waiters = [];
+    for (const resolve of w) resolve();
+  };
+
+  // Starts every collection whose parents are done: prepare, split, enqueue its ranges.
+  const startReady = async (): Promise<void> => {
+    for (const j of ctx.jobs) {
+      if (started.has(j) || ctx.halt) continue;
+      if (!parentsOf(j).every((p) => p.progress.done)) continue;
+      started.add(j);
+      if (j.progress.done) continue;
+      await startCollection(ctx, j, parallel);
+      j.progress.ranges.forEach((r, range) => {
+        if (!r.done) queue.push({ job: j, range });
+      });
+      if (j.pending === 0) await endCollection(ctx, j);
+    }
+  };
+
+  const fail = (err: unknown): void => {
+    firstError ??= err;
+    ctx.halt ??= "error";
+  };
+
+  const worker = async (): Promise<void> => {
+    for (;;) {
+      if (ctx.halt) return;
+      const task = queue.shift();
+      if (!task) {
+        // Nothing queued and nothing running that could queue more: the run is over.
+        if (inFlight === 0) return;
+        await new Promise<void>((resolve) => waiters.push(resolve));
+        continue;
+      }
+      inFlight++;
+      try {
+        const range = task.job.progress.ranges[task.range] as RangeProgress;
+        await copyRange(ctx, task.job, task.range);
+        if (range.done) {
+          task.job.pending = (task.job.pending ?? 1) - 1;
+          if (task.job.pending === 0) {
+            await endCollection(ctx, task.job);
+            await startReady();
+          }
+        }
+      } catch (err) {
+        fail(err);
+      } finally {
+        inFlight--;
+        notifyAll();
+      }
+    }
+  };
+
+  inFlight++;
+  try {
+    await startReady();
+  } catch (err) {
+    fail(err);
+  } finally {
+    inFlight--;
+  }
+  await Promise.all(Array.from({ length: parallel }, () => worker()));
+  if (firstError !== undefined) throw firstError;
+  throwIfAborted(o.signal);
+}
+
+/** Prepares the target collection and, on a new run, splits the collection into key ranges. */
+async function startCollection(ctx: RunContext, j: Job, parallel: number): Promise<void> {
+  const { source, target, o } = ctx;
+  j.startedAt = Date.now();
+  j.doneAtStart = processed(j.progress);
+  if (target && !o.dryRun) {
+    const prepared = await target.prepare(j.source);
+    j.target = prepared.schema;
+    if (prepared.created) j.progress.targetCreated = true;
+  }
+  const fresh = j.progress.ranges.length === 1 && j.progress.ranges[0]?.seq === 0 && !j.progress.ranges[0].bookmark;
+  const total = j.progress.total ?? 0;
+  const parts = Math.min(parallel, Math.floor(total / (o.batchSize * MIN_BATCHES_PER_RANGE)));
+  if (fresh && parts > 1 && source.split && j.key.length > 0) {
+    const bounds = await source.split(j.source, parts);
+    if (bounds.length > 0) {
+      j.progress.ranges = [...bounds, undefined].map((upTo, i) => newRange(bounds[i - 1], upTo));
+      j.durable = j.progress.ranges.map((r) => structuredClone(r));
+      if (target && !o.dryRun) await new Journal(target.journal()).save(durableEntry(ctx));
+    }
+  }
+  j.pending = j.progress.ranges.filter((r) => !r.done).length;
+}
+
+/** Builds what is built after the data, and records the collection as done. */
+async function endCollection(ctx: RunContext, j: Job): Promise<void> {
+  const { target, o, entry } = ctx;
+  // A collection this run created gets the source's indexes; an existing one is left as it was.
+  if (target && !o.dryRun) await target.finish(j.progress.targetCreated ? j.source : j.target);
+  sumRanges(j.progress);
+  j.progress.done = true;
+  j.progress.seconds = (j.progress.seconds ?? 0) + (Date.now() - (j.startedAt ?? Date.now())) / 1000;
+  if (target && !o.dryRun) await new Journal(target.journal()).save(durableEntry(ctx));
+  o.emit({
+    type: "collection-end",
+    runId: entry.id,
+    collection: j.source.name,
+    stats: statsOf(j.progress),
+    seconds: j.progress.seconds,
+  });
 }
 
 function selectCollections(all: CollectionSchema[], names: string[] | undefined, where: string): CollectionSchema[] {
@@ -371,6 +694,11 @@ function selectCollections(all: CollectionSchema[], names: string[] | undefined,
   return all.filter((s) => names.includes(s.name));
 }
 
+function withoutEnd(e: RunEntry): RunEntry {
+  const { endedAt: _ended, error: _error, ...rest } = e;
+  return rest;
+}
+
 async function findConflicts(
   source: Connector,
   target: Connector,
@@ -378,50 +706,54 @@ async function findConflicts(
   o: RunOptions,
   out: { collection: string; key: string }[],
 ): Promise<void> {
-  for await (const batch of source.read(j.source, { batchSize: o.batchSize, fields: j.key, ...bookmarkOf(j) })) {
-    throwIfAborted(o.signal);
-    const keys = batch.records.map((r) => keyOf(r, j.key));
-    const found = await target.lookup(j.target, j.key, keys);
-    for (const k of keys) {
-      if (found.has(keyString(k))) {
-        out.push({ collection: j.source.name, key: describeKey(j.key, k) });
-        if (out.length >= MAX_CONFLICTS_REPORTED) return;
+  for (const r of j.progress.ranges) {
+    if (r.done) continue;
+    for await (const batch of source.read(j.source, { batchSize: o.batchSize, fields: j.key, ...boundsOf(r) })) {
+      throwIfAborted(o.signal);
+      const keys = batch.records.map((rec) => keyOf(rec, j.key));
+      const found = await target.lookup(j.target, j.key, keys);
+      for (const k of keys) {
+        if (found.has(keyString(k))) {
+          out.push({ collection: j.source.name, key: describeKey(j.key, k) });
+          if (out.length >= MAX_CONFLICTS_REPORTED) return;
+        }
       }
     }
   }
 }
 
-function bookmarkOf(j: Job): { after?: CollectionProgress["bookmark"] } {
-  return j.progress.bookmark ? { after: j.progress.bookmark } : {};
+/** Where a range's next read starts and ends. */
+function boundsOf(r: RangeProgress): { after?: Bookmark; upTo?: Bookmark } {
+  const after = r.bookmark ?? r.after;
+  return { ...(after ? { after } : {}), ...(r.upTo ? { upTo: r.upTo } : {}) };
 }
 
-async function copyCollection(
-  source: Connector,
-  target: Connector | undefined,
-  j: Job,
-  entry: RunEntry,
-  o: RunOptions,
-): Promise<void> {
+/** Copies one key range: the bulk path where it applies, then the record path for the rest. */
+async function copyRange(ctx: RunContext, j: Job, index: number): Promise<void> {
+  const { source, target, entry, o } = ctx;
   const name = j.source.name;
-  const startedAt = Date.now();
-  const doneAtStart = processed(j.progress);
-  if (target && !o.dryRun) {
-    const prepared = await target.prepare(j.source);
-    j.target = prepared.schema;
-    if (prepared.created) j.progress.targetCreated = true;
+  const range = j.progress.ranges[index] as RangeProgress;
+  const progress = (): void => emitProgress(o.emit, entry.id, name, j);
+  const partId = rangeRowId(entry.id, name, index);
+  // Counts, bookmark and failures of the range as the journal row will hold them.
+  const checkpointEntry = (): RangeCheckpoint => ({
+    partOf: entry.id,
+    collection: name,
+    range: index,
+    progress: range,
+  });
+  const commit = (): void => {
+    j.durable[index] = structuredClone(range);
+  };
+
+  if (target && !o.dryRun && j.progress.targetWasEmpty && sameKeyAsPrimary(j) && j.checks.length === 0) {
+    await bulkCopy(ctx, j, range, partId, checkpointEntry, commit, progress);
   }
   // Generated fields are computed by the target, never written. Every other field is passed
   // on, even one the target does not know: the target refuses it loudly (never dropped silently).
   const generated = new Set(j.target.fields.filter((f) => f.generated).map((f) => f.name));
-
-  if (target && !o.dryRun && j.progress.targetWasEmpty && sameKeyAsPrimary(j)) {
-    await bulkCopy(source, target, j, entry, o, () =>
-      emitProgress(o.emit, entry.id, name, j.progress, startedAt, doneAtStart),
-    );
-  }
-  // The record path: everything, or what the bulk path left (it stops at a refused record).
-  for await (const batch of source.read(j.source, { batchSize: o.batchSize, ...bookmarkOf(j) })) {
-    throwIfAborted(o.signal);
+  for await (const batch of source.read(j.source, { batchSize: o.batchSize, ...boundsOf(range) })) {
+    if (throwIfStopped(ctx)) return;
     const decided = await decide(target, j, batch.records, o.conflict, generated);
     const delta = emptyStats();
     delta.skipped = decided.skipped;
@@ -440,16 +772,18 @@ async function copyCollection(
         delta.failed++;
         failures.push(r);
       }
-      Object.assign(j.progress, addStats(statsOf(j.progress), delta));
-      j.progress.bookmark = batch.bookmark;
-      for (const f of failures) if (j.progress.failures.length < MAX_FAILURES_KEPT) j.progress.failures.push(f);
+      Object.assign(range, addStats(statsOf(range), delta));
+      range.bookmark = batch.bookmark;
+      range.seq++;
+      for (const f of failures) if (range.failures.length < MAX_FAILURES_KEPT) range.failures.push(f);
+      sumRanges(j.progress);
     };
     if (o.dryRun || !target) {
       settle({ failures: [] });
     } else {
       // The connector builds the checkpoint after applying the ops, in the same transaction,
       // so the journal counts exactly what was written and keeps what was refused.
-      const snapshot = { ...j.progress, failures: [...j.progress.failures] };
+      const snapshot = structuredClone(range);
       let settled = false;
       const settleOnce = (result: WriteResult): void => {
         if (!settled) settle(result);
@@ -457,17 +791,19 @@ async function copyCollection(
       };
       const checkpoint: Checkpoint = {
         runId: entry.id,
-        id: entry.id,
+        id: partId,
         entry: (result) => {
           settleOnce(result);
-          return entry;
+          return checkpointEntry();
         },
       };
       try {
         settleOnce(await target.write(j.target, decided.ops, checkpoint));
+        commit();
       } catch (err) {
         // Nothing of the batch is durable: neither may the in-memory progress say so.
-        Object.assign(j.progress, snapshot);
+        j.progress.ranges[index] = Object.assign(range, snapshot);
+        sumRanges(j.progress);
         throw err;
       }
     }
@@ -481,58 +817,56 @@ async function copyCollection(
         reason: f.reason,
       });
     }
-    emitProgress(o.emit, entry.id, name, j.progress, startedAt, doneAtStart);
-    if (o.stopOnError && failures.length > 0) return;
+    progress();
+    if (o.stopOnError && failures.length > 0) {
+      ctx.halt ??= "stop-on-error";
+      return;
+    }
   }
-  // A collection this run created gets the source's indexes; an existing one is left as it was.
-  if (target && !o.dryRun) await target.finish(j.progress.targetCreated ? j.source : j.target);
-  j.progress.done = true;
-  j.progress.seconds = (j.progress.seconds ?? 0) + (Date.now() - startedAt) / 1000;
-  if (target && !o.dryRun) await new Journal(target.journal()).save(entry);
-  o.emit({
-    type: "collection-end",
-    runId: entry.id,
-    collection: name,
-    stats: statsOf(j.progress),
-    seconds: j.progress.seconds,
-  });
+  range.done = true;
+  commit();
 }
 
 /**
- * The same-engine fast path, batch by batch with a checkpoint each. Returns when the
- * collection is exhausted, or early when the engine refused a record in a batch (nothing of
- * that batch was written): the record path then continues from the last checkpoint and
- * names each refused record.
+ * The same-engine fast path, batch by batch with a checkpoint each. Returns when the range
+ * is exhausted, or early when the engine refused a record in a batch (nothing of that batch
+ * was written): the record path then continues from the last checkpoint and names each
+ * refused record.
  */
 async function bulkCopy(
-  source: Connector,
-  target: Connector,
+  ctx: RunContext,
   j: Job,
-  entry: RunEntry,
-  o: RunOptions,
+  range: RangeProgress,
+  partId: string,
+  checkpointEntry: () => RangeCheckpoint,
+  commit: () => void,
   progress: () => void,
 ): Promise<void> {
-  if (!hasBulkTransfer(target) || !target.canBulkCopyFrom(source, j.source)) return;
+  const { source, target, entry, o } = ctx;
+  if (!target || !hasBulkTransfer(target) || !target.canBulkCopyFrom(source, j.source)) return;
   for (;;) {
-    throwIfAborted(o.signal);
-    const before = { copied: j.progress.copied, bookmark: j.progress.bookmark };
+    if (throwIfStopped(ctx)) return;
+    const before = structuredClone(range);
     try {
       const r = await target.bulkCopyFrom(
         source,
         j.source,
-        { ...bookmarkOf(j), limit: o.batchSize },
+        { ...boundsOf(range), limit: o.batchSize },
         (count, bookmark) => {
-          j.progress.copied = before.copied + count;
-          j.progress.bookmark = bookmark;
-          return { runId: entry.id, id: entry.id, entry: () => entry };
+          range.copied = before.copied + count;
+          range.bookmark = bookmark;
+          range.seq = before.seq + 1;
+          return { runId: entry.id, id: partId, entry: checkpointEntry };
         },
       );
       if (r.count === 0) return;
-      j.progress.copied = before.copied + r.count;
-      j.progress.bookmark = r.bookmark;
+      range.copied = before.copied + r.count;
+      range.bookmark = r.bookmark;
+      range.seq = before.seq + 1;
+      commit();
+      sumRanges(j.progress);
     } catch (err) {
-      j.progress.copied = before.copied;
-      j.progress.bookmark = before.bookmark;
+      Object.assign(range, before);
       if (isFerryError(err, "E_WRITE")) return;
       throw err;
     }
@@ -557,22 +891,26 @@ async function decide(
   generated: Set<string>,
 ): Promise<Decided> {
   const out: Decided = { ops: [], skipped: 0, refused: [] };
-  const clean = (r: Row): Row => {
-    if (generated.size === 0) return r;
-    const o: Row = {};
-    for (const k of Object.keys(r)) if (!generated.has(k)) setField(o, k, r[k] as Value);
-    return o;
-  };
+  // Fields the target cannot hold as they are get checked (and converted) per the type plan.
+  const accepted: Row[] = [];
+  if (j.checks.length === 0 && generated.size === 0) accepted.push(...records);
+  else {
+    for (const r of records) {
+      const c = clean(r, generated, j.checks);
+      if ("reason" in c) out.refused.push({ key: describeKey(j.key, keyOf(r, j.key)), reason: c.reason });
+      else accepted.push(c.row);
+    }
+  }
   if (j.key.length === 0 || (j.progress.targetWasEmpty && sameKeyAsPrimary(j))) {
     // Nothing at the target can match (it was empty, and this run's own keys are unique).
-    for (const r of records) out.ops.push({ op: "insert", record: clean(r) });
+    for (const r of accepted) out.ops.push({ op: "insert", record: r });
     return out;
   }
-  const keys = records.map((r) => keyOf(r, j.key));
+  const keys = accepted.map((r) => keyOf(r, j.key));
   const existing = target ? await target.lookup(j.target, j.key, keys) : new Map<string, Row>();
   const seen = new Set<string>();
-  for (let i = 0; i < records.length; i++) {
-    const record = clean(records[i] as Row);
+  for (let i = 0; i < accepted.length; i++) {
+    const record = accepted[i] as Row;
     const k = keys[i] as Value[];
     const ks = keyString(k);
     if (!existing.has(ks) && !seen.has(ks)) {
@@ -604,6 +942,20 @@ async function decide(
   }
   await refusePrimaryKeyCollisions(target, j, out);
   return out;
+}
+
+/** A record without generated fields and with checked fields converted, or why it is refused. */
+function clean(r: Row, generated: Set<string>, checks: FieldCheck[]): { row: Row } | { reason: string } {
+  const o: Row = {};
+  for (const k of Object.keys(r)) if (!generated.has(k)) setField(o, k, r[k] as Value);
+  for (const [field, check] of checks) {
+    const v = o[field];
+    if (v === undefined) continue;
+    const c = check(v);
+    if (!c.ok) return { reason: c.reason };
+    setField(o, field, c.value);
+  }
+  return { row: o };
 }
 
 /**
@@ -650,17 +1002,11 @@ function uncountOp(s: CollectionStats, op: OpKind): void {
   else s.merged--;
 }
 
-function emitProgress(
-  emit: (e: FerryEvent) => void,
-  runId: string,
-  collection: string,
-  p: CollectionProgress,
-  startedAt: number,
-  doneAtStart: number,
-): void {
+function emitProgress(emit: (e: FerryEvent) => void, runId: string, collection: string, j: Job): void {
+  const p = j.progress;
   const done = processed(p);
-  const elapsed = Math.max((Date.now() - startedAt) / 1000, 1e-3);
-  const rate = (done - doneAtStart) / elapsed;
+  const elapsed = Math.max((Date.now() - (j.startedAt ?? Date.now())) / 1000, 1e-3);
+  const rate = (done - (j.doneAtStart ?? 0)) / elapsed;
   const etaSeconds = p.total !== undefined && rate > 0 ? Math.max(p.total - done, 0) / rate : undefined;
   emit({ type: "progress", runId, collection, done, total: p.total, rate, etaSeconds });
 }
@@ -669,6 +1015,13 @@ function emitProgress(
 export function describeKey(fields: readonly string[], values: readonly Value[]): string {
   if (fields.length === 0) return "(no key)";
   return fields.map((f, i) => `${f}=${JSON.stringify(encodeValue(values[i] ?? null))}`).join(",");
+}
+
+/** Throws when the run was interrupted or another part failed; true when it stops on a refused record. */
+function throwIfStopped(ctx: RunContext): boolean {
+  throwIfAborted(ctx.o.signal);
+  if (ctx.halt === "error") throw new FerryError("E_INTERRUPTED", "stopped: another part of the run failed");
+  return ctx.halt === "stop-on-error";
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {

@@ -3,6 +3,7 @@
  * with `--json`), the server will stream them as SSE, tests assert on them.
  */
 import type { CollectionStats, RunStatus } from "./journal.js";
+import type { TypePlan } from "./type-plan.js";
 
 /** Emitted once a run knows what it will do. */
 export interface RunStartEvent {
@@ -66,6 +67,12 @@ export interface RunEndEvent {
   error?: { code: string; message: string };
 }
 
+/** The type plan, emitted before anything is written (and by a dry run). */
+export interface PlanEvent {
+  type: "plan";
+  plan: TypePlan;
+}
+
 /** A note worth telling the user that is not an error (e.g. "nothing to resume"). */
 export interface NoticeEvent {
   type: "notice";
@@ -79,6 +86,7 @@ export type FerryEvent =
   | RecordErrorEvent
   | CollectionEndEvent
   | RunEndEvent
+  | PlanEvent
   | NoticeEvent;
 
 /** A consumer of events; must not throw. */

@@ -23,11 +23,28 @@ export interface CollectionStats {
   failed: number;
 }
 
-/** A collection's progress within a run. */
+/**
+ * One key range of a collection within a run: what it covers, how far it got, its counts.
+ * A collection that is not split has one range covering everything.
+ */
+export interface RangeProgress extends CollectionStats {
+  /** Start of the range (exclusive); from the first record when absent. */
+  after?: Bookmark;
+  /** End of the range (inclusive); to the last record when absent. */
+  upTo?: Bookmark;
+  /** Position after the range's last durable batch. */
+  bookmark?: Bookmark;
+  done: boolean;
+  /** Checkpoints saved so far: of two copies of a range's progress, the higher is newer. */
+  seq: number;
+  failures: { key: string; reason: string }[];
+}
+
+/** A collection's progress within a run (its counts are the sum of its ranges'). */
 export interface CollectionProgress extends CollectionStats {
   total?: number;
-  /** Position after the last durable batch. */
-  bookmark?: Bookmark;
+  /** The collection's key ranges (one unless it was split for parallel copying). */
+  ranges: RangeProgress[];
   done: boolean;
   /** The target collection was empty when the run began: no lookups needed. */
   targetWasEmpty: boolean;
@@ -52,7 +69,15 @@ export interface RunEntry {
   startedAt: string;
   endedAt?: string;
   status: RunStatus;
-  options: { conflict: ConflictMode; key?: string[]; collections: string[]; batchSize: number };
+  options: {
+    conflict: ConflictMode;
+    key?: string[];
+    collections: string[];
+    batchSize: number;
+    /** Parallel jobs. Default 1 (entries written before `--jobs` existed). */
+    jobs?: number;
+    allowLossy?: boolean;
+  };
   collections: Record<string, CollectionProgress>;
   error?: { code: string; message: string };
 }
@@ -117,17 +142,64 @@ function isRunEntry(x: unknown): x is RunEntry {
   return typeof x === "object" && x !== null && typeof (x as RunEntry).id === "string";
 }
 
+/**
+ * A range's checkpoint, saved in its own journal row (`<runId>/<collection>/<range>`) so
+ * parts of a run that commit concurrently never record each other's uncommitted progress.
+ */
+export interface RangeCheckpoint {
+  partOf: string;
+  collection: string;
+  range: number;
+  progress: RangeProgress;
+}
+
+/** The journal row id of a range's checkpoints. */
+export function rangeRowId(runId: string, collection: string, range: number): string {
+  return `${runId}/${collection}/${range}`;
+}
+
+function isRangeCheckpoint(x: unknown): x is RangeCheckpoint {
+  return typeof x === "object" && x !== null && typeof (x as RangeCheckpoint).partOf === "string";
+}
+
+/** Recomputes a collection's counts and kept failures from its ranges. */
+export function sumRanges(c: CollectionProgress): void {
+  const total = c.ranges.reduce<CollectionStats>((a, r) => addStats(a, statsOf(r)), emptyStats());
+  Object.assign(c, total);
+  c.failures = c.ranges.flatMap((r) => r.failures).slice(0, MAX_FAILURES_KEPT);
+}
+
+/** An entry with its ranges' newer checkpoints applied. */
+function merged(entry: RunEntry, parts: RangeCheckpoint[]): RunEntry {
+  const mine = parts.filter((p) => p.partOf === entry.id);
+  if (mine.length === 0) return entry;
+  const out: RunEntry = structuredClone(entry);
+  for (const p of mine) {
+    const c = out.collections[p.collection];
+    const r = c?.ranges?.[p.range];
+    if (!c || !r || r.seq >= p.progress.seq) continue;
+    c.ranges[p.range] = p.progress;
+    sumRanges(c);
+  }
+  return out;
+}
+
 /** Typed access to a target's journal. */
 export class Journal {
   constructor(private readonly store: JournalStore) {}
 
+  /** Every run, newest first, with its ranges' latest checkpoints applied. */
   async list(): Promise<RunEntry[]> {
-    return (await this.store.list()).filter(isRunEntry);
+    const all = await this.store.list();
+    const parts = all.filter(isRangeCheckpoint);
+    return all
+      .filter(isRunEntry)
+      .map((e) => merged(e, parts))
+      .sort((a, b) => (a.startedAt < b.startedAt ? 1 : a.startedAt > b.startedAt ? -1 : 0));
   }
 
   async get(id: string): Promise<RunEntry | undefined> {
-    const e = await this.store.get(id);
-    return isRunEntry(e) ? e : undefined;
+    return (await this.list()).find((e) => e.id === id);
   }
 
   save(entry: RunEntry): Promise<void> {

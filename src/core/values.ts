@@ -67,7 +67,8 @@ export function parseTimestamp(text: string): Date {
   if (zone && zone.toUpperCase() !== "Z") {
     const sign = zone[0] === "-" ? -1 : 1;
     const digits = zone.slice(1).replace(/:/g, "");
-    const offset = Number(digits.slice(0, 2)) * 3600 + Number(digits.slice(2, 4) || 0) * 60 + Number(digits.slice(4, 6) || 0);
+    const offset =
+      Number(digits.slice(0, 2)) * 3600 + Number(digits.slice(2, 4) || 0) * 60 + Number(digits.slice(4, 6) || 0);
     t -= sign * offset * 1000;
   }
   return micro === 0 ? new Date(t) : new PreciseDate(t, micro);

@@ -229,7 +229,9 @@ describe("layouts", () => {
     const c = await openConnector(url, { write: true });
     const s = { ...schemaFor("zeta", rows, ["id"]) };
     await c.prepare(s);
-    await c.write(s, [{ op: "replace", match: { id: 1 }, record: { id: 1, x: 1 } }], { runId: "r2", id: "r2",
+    await c.write(s, [{ op: "replace", match: { id: 1 }, record: { id: 1, x: 1 } }], {
+      runId: "r2",
+      id: "r2",
       entry: () => ({ id: "r2" }),
     });
     writeFileSync(join(url, "zeta.ndjson.ferry-tmp"), "junk");
@@ -402,9 +404,7 @@ describe("durability", () => {
       await c.write(
         schema,
         rowsOf(0, 5).map((record) => ({ op: "insert", record })),
-        { runId: "r1", id: "r1",
-          entry: () => ({ id: "r1", status: "running", startedAt: "2026-01-01T00:00:00Z" }),
-        },
+        { runId: "r1", id: "r1", entry: () => ({ id: "r1", status: "running", startedAt: "2026-01-01T00:00:00Z" }) },
       );
       const committed = statSync(file).size;
       // No checkpoint: these bytes (and a torn line a kill -9 could leave) are not committed.
@@ -427,9 +427,7 @@ describe("durability", () => {
       await d.write(
         schema,
         rowsOf(5, 8).map((record) => ({ op: "insert", record })),
-        { runId: "r1", id: "r1",
-          entry: () => ({ id: "r1", status: "running" }),
-        },
+        { runId: "r1", id: "r1", entry: () => ({ id: "r1", status: "running" }) },
       );
       await d.finish(schema);
       await d.close();
@@ -463,9 +461,7 @@ describe("durability", () => {
     await c.write(
       schema,
       rowsOf(0, 3).map((record) => ({ op: "insert", record })),
-      { runId: "r1", id: "r1",
-        entry: () => ({ id: "r1", status: "interrupted" }),
-      },
+      { runId: "r1", id: "r1", entry: () => ({ id: "r1", status: "interrupted" }) },
     );
     await c.close();
     writeFileSync(url, "");
@@ -578,7 +574,9 @@ describe("replace and update", () => {
       const original = readFileSync(file, "utf8");
       const c = await openConnector(url, { write: true });
       await c.prepare(schema);
-      await c.write(schema, [...ops, { op: "insert", record: { id: 6, v: "new" } }], { runId: "r1", id: "r1",
+      await c.write(schema, [...ops, { op: "insert", record: { id: 6, v: "new" } }], {
+        runId: "r1",
+        id: "r1",
         entry: () => ({ id: "r1" }),
       });
       if (kind !== ".json") {
@@ -631,7 +629,9 @@ describe("replace and update", () => {
     await writeAll(url, schema, base);
     const c = await openConnector(url, { write: true });
     await c.prepare(schema);
-    await c.write(schema, [{ op: "insert", record: { id: 6, v: "new" } }], { runId: "r1", id: "r1",
+    await c.write(schema, [{ op: "insert", record: { id: 6, v: "new" } }], {
+      runId: "r1",
+      id: "r1",
       entry: () => ({ id: "r1" }),
     });
     await c.close();
@@ -734,14 +734,22 @@ describe(".json documents", () => {
     const accounts = schemaFor("accounts", [{ id: "" }], ["id"]);
     const c = await openConnector(url, { write: true });
     await c.prepare(accounts);
-    await c.write(accounts, [{ op: "insert", record: { id: "a3" } }], { runId: "r1", id: "r1", entry: () => ({ id: "r1" }) });
+    await c.write(accounts, [{ op: "insert", record: { id: "a3" } }], {
+      runId: "r1",
+      id: "r1",
+      entry: () => ({ id: "r1" }),
+    });
     await c.write(accounts, [{ op: "insert", record: { id: "lost" } }]);
     await c.close(); // killed: the document is untouched, the log holds the batches
     expect(readFileSync(url, "utf8")).toBe(original);
     const d = await openConnector(url, { write: true });
     await d.prepare(accounts);
     expect(await d.count(accounts)).toBe(3);
-    await d.write(accounts, [{ op: "insert", record: { id: "a4" } }], { runId: "r1", id: "r1", entry: () => ({ id: "r1" }) });
+    await d.write(accounts, [{ op: "insert", record: { id: "a4" } }], {
+      runId: "r1",
+      id: "r1",
+      entry: () => ({ id: "r1" }),
+    });
     await d.finish(accounts);
     await d.close();
     expect((await readBack(url)).accounts?.map((r) => r.id)).toEqual(["a1", "a2", "a3", "a4"]);

@@ -78,6 +78,7 @@ async function identityOf(path: string): Promise<string> {
 export const filesFactory: ConnectorFactory = {
   schemes: [],
   usage: "./dir/ | ./data.ndjson | ./data.json",
+  engine: "files",
   claimsPath: (path) => layoutOf(path) !== undefined,
   open: (url, options) => openFiles(url, options),
 };

@@ -634,7 +634,9 @@ describe("write", () => {
       "CREATE TRIGGER boom BEFORE INSERT ON people WHEN NEW.name = 'boom' BEGIN SELECT RAISE(ROLLBACK, 'boom'); END",
     );
     db.close();
-    const r1 = await c.write(s, [{ op: "insert", record: { id: 4, email: "d@x" } }], { runId: "run1", id: "run1",
+    const r1 = await c.write(s, [{ op: "insert", record: { id: 4, email: "d@x" } }], {
+      runId: "run1",
+      id: "run1",
       entry: () => ({ id: "run1", startedAt: "2026-01-01T00:00:00Z", step: 1 }),
     });
     expect(r1.failures).toEqual([]);
@@ -731,7 +733,7 @@ describe("prepare and finish", () => {
         { name: "tenant", type: "text", nativeType: "character varying(40)", nullable: false },
         { name: "no", type: "integer", nativeType: "bigint", nullable: false },
         { name: "uid", type: "uuid", nativeType: "uuid" },
-        { name: "total", type: "decimal", nativeType: "numeric(12,2)" },
+        { name: "total", type: "decimal", nativeType: "numeric(12,2)", precision: 12, scale: 2 },
         { name: "ratio", type: "float", nativeType: "double precision" },
         { name: "paid", type: "boolean", nativeType: "tinyint(1)" },
         { name: "at", type: "datetime", nativeType: "timestamp with time zone" },

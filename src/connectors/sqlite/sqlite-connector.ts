@@ -22,7 +22,7 @@ import type {
 } from "../../core/connector.js";
 import { FerryError, isFerryError } from "../../core/errors.js";
 import type { Bookmark } from "../../core/messages.js";
-import type { CollectionSchema } from "../../core/schema.js";
+import type { CollectionSchema, FieldSchema } from "../../core/schema.js";
 import { redactUrl } from "../../core/url.js";
 import {
   decodeValue,
@@ -38,7 +38,7 @@ import { createIndexSql, createTableSql } from "./sqlite-ddl.js";
 import { describeTable, type KeyTerm, listTables, readTableInfo, type TableInfo } from "./sqlite-introspect.js";
 import { journalParams, journalUpsert, SqliteJournal } from "./sqlite-journal.js";
 import { messageOf, quoteIdent, sqliteCode } from "./sqlite-sql.js";
-import { type BindMode, toSqlite } from "./sqlite-types.js";
+import { type BindMode, sqliteFieldFor, toSqlite } from "./sqlite-types.js";
 import { parseSqliteUrl } from "./sqlite-url.js";
 
 /** SQLite's limit on `?` parameters per statement in better-sqlite3 12 (SQLITE_MAX_VARIABLE_NUMBER). */
@@ -106,6 +106,8 @@ class NoMatchError extends Error {}
 export const sqliteFactory: ConnectorFactory = {
   schemes: ["sqlite"],
   usage: "sqlite:PATH",
+  engine: "sqlite",
+  mapField: sqliteFieldFor,
   async open(url: string, options: ConnectorOptions): Promise<Connector> {
     return SqliteConnector.open(url, options);
   },
@@ -134,6 +136,11 @@ export const sqliteFactory: ConnectorFactory = {
  */
 export class SqliteConnector implements Connector, BulkTransfer {
   readonly engine = "sqlite";
+
+  /** See {@link Connector.mapField}: {@link sqliteFieldFor}. */
+  mapField(field: FieldSchema, collection: CollectionSchema): FieldSchema {
+    return sqliteFieldFor(field, collection);
+  }
   readonly displayUrl: string;
   readonly identity: string;
   /** Absolute path of the database file, or `:memory:`. */

@@ -1,7 +1,7 @@
 /** `CREATE TABLE` / `CREATE INDEX` statements generated from an engine-neutral schema. */
 import type { CollectionSchema, IndexSchema } from "../../core/schema.js";
 import { quoteIdent } from "./sqlite-sql.js";
-import { declaredTypeFor } from "./sqlite-types.js";
+import { declaredTypeFor, sqliteFieldFor } from "./sqlite-types.js";
 
 const FK_ACTIONS = new Set(["NO ACTION", "RESTRICT", "SET NULL", "SET DEFAULT", "CASCADE"]);
 
@@ -17,7 +17,7 @@ function identList(names: readonly string[]): string {
  */
 export function createTableSql(c: CollectionSchema): string {
   const parts = c.fields.map((f) => {
-    const type = declaredTypeFor(f);
+    const type = declaredTypeFor(sqliteFieldFor(f, c));
     return `${quoteIdent(f.name)}${type ? ` ${type}` : ""}${f.nullable === false ? " NOT NULL" : ""}`;
   });
   if (c.primaryKey.length > 0) parts.push(`PRIMARY KEY (${identList(c.primaryKey)})`);

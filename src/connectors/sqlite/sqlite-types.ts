@@ -2,7 +2,7 @@
  * SQLite's type system mapped onto Ferry's: declared types → affinity and logical
  * {@link FieldType}, logical types → declared types, and values in both directions.
  */
-import type { FieldSchema, FieldType } from "../../core/schema.js";
+import type { CollectionSchema, FieldSchema, FieldType } from "../../core/schema.js";
 import { normaliseInteger, type Value } from "../../core/values.js";
 
 /** A column's type affinity (SQLite §3.1), plus `ANY` for STRICT tables' untyped columns. */
@@ -125,4 +125,40 @@ export function fromSqliteBoolean(v: unknown): Value {
   if (v === 0n) return false;
   if (v === 1n) return true;
   return fromSqlite(v);
+}
+
+/** Significant digits SQLite's NUMERIC affinity keeps when it turns text into REAL. */
+const NUMERIC_DIGITS = 15;
+
+/**
+ * How SQLite creates `field` of `collection` (the type plan's view, and what
+ * {@link createTableSql} declares). A SQLite collection keeps its fields. From another
+ * engine: the declared type from {@link declaredTypeFor}, with what SQLite really holds:
+ * 64-bit signed integers (an unsigned 64-bit source is checked), decimals of more than 15
+ * digits (or unconstrained) as TEXT, since NUMERIC affinity would round them to REAL.
+ * Lengths, enums and zones are not enforced by SQLite, so nothing is refused for them.
+ */
+export function sqliteFieldFor(field: FieldSchema, collection: CollectionSchema): FieldSchema {
+  if (collection.engine === "sqlite" || (collection.engine === undefined && collection.native?.engine === "sqlite")) {
+    return field;
+  }
+  const out: FieldSchema = { ...field };
+  if (field.type === "integer" && field.unsigned && (field.size ?? 8) >= 8) {
+    out.unsigned = false;
+    out.size = 8;
+  }
+  if (field.type === "decimal" && (field.precision === undefined || field.precision > NUMERIC_DIGITS)) {
+    out.type = "text";
+    delete out.precision;
+    delete out.scale;
+    out.nativeType = "TEXT";
+    return out;
+  }
+  if (field.type === "float") out.size = 8;
+  delete out.enumValues;
+  delete out.setValues;
+  delete out.charset;
+  delete out.fixedLength;
+  out.nativeType = declaredTypeFor(field);
+  return out;
 }
