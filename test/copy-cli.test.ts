@@ -134,7 +134,9 @@ describe("ferry copy (CLI)", () => {
       .trim()
       .split("\n")
       .map((l) => JSON.parse(l));
-    expect(events[0].type).toBe("run-start");
+    // The type plan comes first (known before anything is written), then the run.
+    expect(events[0]).toMatchObject({ type: "plan", plan: { sourceEngine: "sqlite", targetEngine: "files" } });
+    expect(events[1].type).toBe("run-start");
     expect(events.some((e) => e.type === "progress" && e.collection === "orders")).toBe(true);
     const end = events.at(-1);
     expect(end).toMatchObject({ type: "run-end", status: "done", total: { copied: TOTAL } });
@@ -204,7 +206,7 @@ describe("ferry copy (CLI)", () => {
   it("history lists the run and status shows its per-collection counts", () => {
     const dst = p("hist.db");
     const c = ferry(["copy", "--from", `sqlite:${SHOP}`, "--to", `sqlite:${dst}`, "--yes", "--json"]);
-    const runId = JSON.parse(c.stdout.trim().split("\n")[0] as string).runId as string;
+    const runId = JSON.parse(c.stdout.trim().split("\n")[1] as string).runId as string;
     const h = ferry(["history", "--at", `sqlite:${dst}`]);
     expect(h.code).toBe(0);
     expect(h.stdout).toContain(runId);

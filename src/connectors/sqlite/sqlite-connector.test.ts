@@ -242,12 +242,12 @@ describe("discover", () => {
     expect(members.fields).toEqual([
       { name: "team_id", type: "integer", nativeType: "INTEGER", nullable: false },
       { name: "seq", type: "integer", nativeType: "INT", nullable: false },
-      { name: "email", type: "text", nativeType: "VARCHAR(80)", nullable: true },
+      { name: "email", type: "text", nativeType: "VARCHAR(80)", nullable: true, maxLength: 80 },
       { name: "born", type: "date", nativeType: "DATE", nullable: true },
       { name: "active", type: "boolean", nativeType: "BOOLEAN", nullable: true },
       { name: "meta", type: "json", nativeType: "JSON", nullable: true },
       { name: "score", type: "float", nativeType: "DOUBLE PRECISION", nullable: true },
-      { name: "price", type: "decimal", nativeType: "DECIMAL(10,2)", nullable: true },
+      { name: "price", type: "decimal", nativeType: "DECIMAL(10,2)", nullable: true, precision: 10, scale: 2 },
       { name: "photo", type: "bytes", nativeType: "BLOB", nullable: true },
       { name: "misc", type: "any", nullable: true },
       { name: "email_lower", type: "text", nativeType: "TEXT", nullable: true, generated: true },
@@ -753,13 +753,13 @@ describe("prepare and finish", () => {
     const r = await c.prepare(s);
     expect(r.created).toBe(true);
     expect(r.schema.fields).toEqual([
-      { name: "tenant", type: "text", nativeType: "character varying(40)", nullable: false },
+      { name: "tenant", type: "text", nativeType: "character varying(40)", nullable: false, maxLength: 40 },
       { name: "no", type: "integer", nativeType: "bigint", nullable: false },
       { name: "uid", type: "uuid", nativeType: "uuid", nullable: true },
-      { name: "total", type: "decimal", nativeType: "numeric(12,2)", nullable: true },
+      { name: "total", type: "decimal", nativeType: "numeric(12,2)", nullable: true, precision: 12, scale: 2 },
       { name: "ratio", type: "float", nativeType: "double precision", nullable: true },
       { name: "paid", type: "boolean", nativeType: "BOOLEAN", nullable: true },
-      { name: "at", type: "datetime", nativeType: "timestamp with time zone", nullable: true },
+      { name: "at", type: "datetime", nativeType: "timestamp with time zone", nullable: true, timezone: true },
       { name: "day", type: "date", nativeType: "DATE", nullable: true },
       { name: "doc", type: "json", nativeType: "jsonb", nullable: true },
       { name: "raw", type: "bytes", nativeType: "BLOB", nullable: true },

@@ -8,6 +8,7 @@ import {
   affinityOf,
   type BindMode,
   bindModeFor,
+  declaredAttributes,
   fromSqlite,
   fromSqliteBoolean,
   logicalTypeOf,
@@ -117,6 +118,7 @@ export function readTableInfo(db: Database.Database, name: string): TableInfo | 
     const field: FieldSchema = { name: c.name, type, nullable: !notNull };
     if (c.type !== "") field.nativeType = c.type;
     if (generated) field.generated = true;
+    Object.assign(field, declaredAttributes(c.type, type));
     const affinity = affinityOf(c.type, strict);
     return {
       name: c.name,

@@ -127,6 +127,25 @@ export function fromSqliteBoolean(v: unknown): Value {
   return fromSqlite(v);
 }
 
+/**
+ * What a declared type says about the values an application means to keep there, for the
+ * type plan (SQLite itself enforces none of it): `VARCHAR(n)` → maxLength, `DECIMAL(p,s)` →
+ * precision/scale, `… WITH TIME ZONE`/`TIMESTAMPTZ` → timezone, `FLOAT4`/`REAL` stays 8 bytes
+ * (SQLite's REAL is a double).
+ */
+export function declaredAttributes(declared: string, type: FieldType): Partial<FieldSchema> {
+  const t = declared.toUpperCase();
+  const args = /\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)/.exec(t);
+  const out: Partial<FieldSchema> = {};
+  if (type === "text" && args && /CHAR/.test(t)) out.maxLength = Number(args[1]);
+  if (type === "decimal" && args) {
+    out.precision = Number(args[1]);
+    out.scale = Number(args[2] ?? 0);
+  }
+  if (type === "datetime" && (/WITH TIME ZONE/.test(t) || /TIMESTAMPTZ/.test(t))) out.timezone = true;
+  return out;
+}
+
 /** Significant digits SQLite's NUMERIC affinity keeps when it turns text into REAL. */
 const NUMERIC_DIGITS = 15;
 
