@@ -219,11 +219,12 @@ CREATE VIEW team_names AS SELECT name FROM teams;
 `;
 
 function fillShop(db: Database.Database): void {
+  // JSON columns hold documents: the record path writes them compact (as JSON.stringify does).
   db.exec(`
     INSERT INTO teams (id, name) VALUES (1, 'red'), (2, 'blue');
     INSERT INTO members (team_id, seq, email, born, active, meta, score, price, photo, misc) VALUES
-      (1, 1, 'Ann@x', '1990-01-02', 1, '{"a": 1}', 1.5, 10.25, x'00ff', 7),
-      (1, 2, 'bob@x', NULL, 0, '[1, 2]', 0, 3, NULL, 'text'),
+      (1, 1, 'Ann@x', '1990-01-02', 1, '{"a":1}', 1.5, 10.25, x'00ff', 7),
+      (1, 2, 'bob@x', NULL, 0, '[1,2]', 0, 3, NULL, 'text'),
       (2, 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
     INSERT INTO tags VALUES ('x', 1, 'one'), ('x', 2, NULL), ('a', 9, 1.5);
     INSERT INTO links VALUES (1, NULL, 'x', 1), (2, 3, 'x', 2), (3, 1, 'a', 9);

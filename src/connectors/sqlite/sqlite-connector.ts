@@ -38,7 +38,7 @@ import { createIndexSql, createTableSql } from "./sqlite-ddl.js";
 import { describeTable, type KeyTerm, listTables, readTableInfo, type TableInfo } from "./sqlite-introspect.js";
 import { journalParams, journalUpsert, SqliteJournal } from "./sqlite-journal.js";
 import { messageOf, quoteIdent, sqliteCode } from "./sqlite-sql.js";
-import { type BindMode, sqliteFieldFor, toSqlite } from "./sqlite-types.js";
+import { type BindMode, fromSqliteJson, sqliteFieldFor, toSqlite } from "./sqlite-types.js";
 import { parseSqliteUrl } from "./sqlite-url.js";
 
 /** SQLite's limit on `?` parameters per statement in better-sqlite3 12 (SQLITE_MAX_VARIABLE_NUMBER). */
@@ -413,6 +413,7 @@ export class SqliteConnector implements Connector, BulkTransfer {
     let exact: typeof fast | undefined;
     const batchSize = Math.max(1, Math.floor(options.batchSize));
     const isBoolean = columns.map((c) => c.field.type === "boolean");
+    const isJson = columns.map((c) => c.field.type === "json");
     const readers = columns.map((c) => c.read);
     const width = names.length;
     // A field may be called __proto__; plain assignment would set the prototype instead.
@@ -439,7 +440,7 @@ export class SqliteConnector implements Connector, BulkTransfer {
             if ((v > MAX_SAFE || v < -MAX_SAFE) && v !== Number.POSITIVE_INFINITY && v !== Number.NEGATIVE_INFINITY) {
               unsafe = true;
             } else if (isBoolean[j] && (v === 0 || v === 1)) v = v === 1;
-          }
+          } else if (isJson[j] && typeof v === "string") v = fromSqliteJson(v);
           if (hasProto) setField(rec, names[j] as string, v as Value);
           else rec[names[j] as string] = v as Value;
         }

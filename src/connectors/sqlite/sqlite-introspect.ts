@@ -11,6 +11,7 @@ import {
   declaredAttributes,
   fromSqlite,
   fromSqliteBoolean,
+  fromSqliteJson,
   logicalTypeOf,
 } from "./sqlite-types.js";
 
@@ -129,8 +130,8 @@ export function readTableInfo(db: Database.Database, name: string): TableInfo | 
       pk: c.pk,
       generated,
       defaultSql: c.dflt_value,
-      bind: bindModeFor(affinity),
-      read: type === "boolean" ? fromSqliteBoolean : fromSqlite,
+      bind: bindModeFor(affinity, type),
+      read: type === "boolean" ? fromSqliteBoolean : type === "json" ? fromSqliteJson : fromSqlite,
     };
   });
   const byName = new Map(columns.map((c) => [c.name, c]));

@@ -73,8 +73,11 @@ export function declaredTypeFor(field: FieldSchema): string {
   return CANONICAL[field.type] ?? "";
 }
 
-/** How values are bound for a column: whether integral numbers must be bound as integers. */
-export type BindMode = "as-is" | "exact-integers";
+/**
+ * How values are bound for a column: whether integral numbers must be bound as integers,
+ * or (a JSON column) every value is a JSON document written as its JSON text.
+ */
+export type BindMode = "as-is" | "exact-integers" | "json";
 
 /**
  * better-sqlite3 binds every JS `number` as a double. Affinity turns an integral double
@@ -82,7 +85,8 @@ export type BindMode = "as-is" | "exact-integers";
  * but an untyped (BLOB affinity) column would store `3` as REAL 3.0 and a TEXT column as
  * the text `3.0`. Those columns get integral numbers bound as 64-bit integers.
  */
-export function bindModeFor(affinity: Affinity): BindMode {
+export function bindModeFor(affinity: Affinity, type?: FieldType): BindMode {
+  if (type === "json") return "json";
   return affinity === "TEXT" || affinity === "BLOB" ? "exact-integers" : "as-is";
 }
 
@@ -95,6 +99,15 @@ export function bindModeFor(affinity: Affinity): BindMode {
  */
 export function toSqlite(v: Value | undefined, mode: BindMode): unknown {
   if (v === null || v === undefined) return null;
+  if (
+    mode === "json" &&
+    (typeof v === "string" ||
+      typeof v === "boolean" ||
+      (typeof v === "object" && !(v instanceof Uint8Array) && !(v instanceof Date)))
+  ) {
+    // A JSON column holds documents: a string is the JSON string "…", not raw text.
+    return JSON.stringify(v);
+  }
   switch (typeof v) {
     case "number":
       return mode === "exact-integers" && Number.isSafeInteger(v) && !Object.is(v, -0) ? BigInt(v) : v;
@@ -115,6 +128,19 @@ export function toSqlite(v: Value | undefined, mode: BindMode): unknown {
 /** Turns a value read with safe integers on into the canonical form (integers normalised). */
 export function fromSqlite(v: unknown): Value {
   return typeof v === "bigint" ? normaliseInteger(v) : (v as Value);
+}
+
+/**
+ * Like {@link fromSqlite}, for a column of logical type json: JSON text becomes the document
+ * it holds; text that is not JSON is returned as it is, so nothing is lost.
+ */
+export function fromSqliteJson(v: unknown): Value {
+  if (typeof v !== "string") return fromSqlite(v);
+  try {
+    return JSON.parse(v) as Value;
+  } catch {
+    return v;
+  }
 }
 
 /**
