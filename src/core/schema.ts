@@ -39,7 +39,10 @@ export interface FieldSchema {
   generated?: boolean;
   /** Filled by the engine on insert (identity, AUTO_INCREMENT, serial): sequences follow the copied maximum. */
   autoIncrement?: boolean;
-  /** integer: storage bytes (1, 2, 3, 4 or 8; default 8). float: 4 or 8 (default 8). */
+  /**
+   * integer: storage bytes (1, 2, 3, 4 or 8; default 8). float: 4 or 8 (default 8).
+   * boolean: set when the boolean is an integer column (MySQL `tinyint(1)`) that may hold other integers.
+   */
   size?: number;
   /** integer: no negative values (MySQL `UNSIGNED`). Default `false`. */
   unsigned?: boolean;

@@ -119,7 +119,12 @@ export function compareField(src: FieldSchema, dst: FieldSchema): FieldMapping {
   } else if (s === "decimal" && d === "float") {
     add("lossy", "decimal values are rounded to binary floating point");
   } else if (s === "decimal" && d === "integer") {
-    add("lossy", "fractional digits are dropped");
+    if (src.scale === undefined || src.scale > 0) add("lossy", "fractional digits are dropped");
+    const [lo, hi] = integerRange(dst) as [bigint, bigint];
+    const di = integerDigits(src);
+    if (di === undefined || di >= Math.min(digits(lo), digits(hi))) {
+      add("checked", `values outside ${lo}..${hi} are refused`);
+    }
   } else if (s === "float" && d === "decimal") {
     add("checked", "NaN and ±Infinity are refused");
     if (dst.scale !== undefined) add("lossy", `digits beyond ${dst.scale} decimal places are rounded`);
@@ -184,6 +189,10 @@ function sameType(src: FieldSchema, dst: FieldSchema, add: Add): void {
         add("checked", `values longer than ${dst.maxLength} bytes are refused`);
       }
       if (dst.fixedLength && !src.fixedLength) add("lossy", `values are padded with zero bytes to ${dst.maxLength}`);
+      return;
+    case "boolean":
+      // An integer-backed boolean (MySQL tinyint(1)) may hold other integers.
+      if (src.size !== undefined && dst.size === undefined) add("checked", "values other than 0 and 1 are refused");
       return;
     case "date":
     case "datetime":
