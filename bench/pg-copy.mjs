@@ -151,7 +151,7 @@ if (nativeToo) {
     bench(
       "pgloader mysql → postgres (defaults)",
       freshDst,
-      `pgloader mysql://root@127.0.0.1/${MY_DB} postgresql://postgres@127.0.0.1/${DST_DB} > /dev/null 2>&1`,
+      `timeout 600 pgloader mysql://root@127.0.0.1/${MY_DB} postgresql://postgres@127.0.0.1/${DST_DB} > /dev/null 2>&1`,
       expectRows(`${MY_DB}.bench`),
     ),
   );

@@ -1,2 +1,7 @@
-/** Registers the PostgreSQL connector. (Being built.) */
-export {};
+/** Registers the PostgreSQL connector (`postgres://…`, `postgresql://…`) with the connector registry. */
+import { registerConnector } from "../../core/registry.js";
+import { postgresFactory } from "./postgres-connector.js";
+
+registerConnector(postgresFactory);
+
+export { PostgresConnector, postgresFactory } from "./postgres-connector.js";
