@@ -4,7 +4,7 @@
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import "../connectors/index.js";
-import { copy, DEFAULT_BATCH_SIZE, defaultJobs } from "../core/copy.js";
+import { copy, DEFAULT_BATCH_SIZE, DEFAULT_BULK_BATCH_SIZE, defaultJobs } from "../core/copy.js";
 import { exitCodeFor, FerryError, isFerryError } from "../core/errors.js";
 import type { FerryEvent } from "../core/events.js";
 import { history, status } from "../core/history.js";
@@ -61,7 +61,7 @@ interface CopyFlags {
   key?: string[];
   dryRun?: boolean;
   yes?: boolean;
-  batchSize: number;
+  batchSize?: number;
   json?: boolean;
   resume?: boolean;
   force?: boolean;
@@ -99,7 +99,7 @@ async function copyCommand(flags: CopyFlags): Promise<number> {
       conflict: flags.conflict,
       ...(flags.key ? { key: flags.key } : {}),
       dryRun: Boolean(flags.dryRun),
-      batchSize: flags.batchSize,
+      ...(flags.batchSize ? { batchSize: flags.batchSize } : {}),
       resume: Boolean(flags.resume),
       force: Boolean(flags.force),
       stopOnError: Boolean(flags.stopOnError),
@@ -162,7 +162,11 @@ export function program(): Command {
     .option("--key <fields>", "natural key to match records on, comma-separated (default: the primary key)", list)
     .option("--dry-run", "count what would be copied, skipped, overwritten, merged or refused; write nothing")
     .option("-y, --yes", "do not ask for confirmation (required without a terminal)")
-    .option("--batch-size <n>", "records per batch and checkpoint", positiveInt, DEFAULT_BATCH_SIZE)
+    .option(
+      "--batch-size <n>",
+      `records per batch and checkpoint (default ${DEFAULT_BATCH_SIZE}; same-engine bulk copies ${DEFAULT_BULK_BATCH_SIZE})`,
+      positiveInt,
+    )
     .option("--json", "NDJSON events on stdout instead of progress on stderr")
     .option("--resume", "continue the target's interrupted run from its last checkpoint")
     .option("--force", "start although the target has an unfinished run (it is marked abandoned)")

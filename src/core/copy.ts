@@ -60,7 +60,11 @@ export interface CopyOptions {
   key?: string[];
   /** Decide and count, write nothing anywhere (not even the journal). Default `false`. */
   dryRun?: boolean;
-  /** Records per batch (and per checkpoint). Default 5000. */
+  /**
+   * Records per batch (and per checkpoint). Default 5000 on the record path, and
+   * {@link DEFAULT_BULK_BATCH_SIZE} on a same-engine bulk path (which streams, so a larger
+   * batch costs no memory); given explicitly, both paths use it.
+   */
   batchSize?: number;
   /**
    * Collections and key ranges copied at once, when the target takes concurrent writes
@@ -112,6 +116,8 @@ export interface CopyResult {
 
 /** Default records per batch. */
 export const DEFAULT_BATCH_SIZE = 5000;
+/** Default records per checkpoint on a bulk path (rows stream from engine to engine). */
+export const DEFAULT_BULK_BATCH_SIZE = 100_000;
 const CONFLICT_MODES: readonly ConflictMode[] = ["fail", "skip", "overwrite", "merge"];
 const MAX_CONFLICTS_REPORTED = 20;
 /** Batches per range below which a collection is not worth splitting. */
@@ -182,7 +188,8 @@ export async function copy(options: CopyOptions): Promise<CopyResult> {
       await target.close().catch(() => {});
       target = undefined;
     }
-    return await run(source, target, { ...options, conflict, batchSize, dryRun, emit, jobs });
+    const bulkBatchSize = options.batchSize ?? DEFAULT_BULK_BATCH_SIZE;
+    return await run(source, target, { ...options, conflict, batchSize, bulkBatchSize, dryRun, emit, jobs });
   } finally {
     await source.close().catch(() => {});
     await target?.close().catch(() => {});
@@ -221,6 +228,7 @@ function isMissing(err: unknown): boolean {
 type RunOptions = CopyOptions & {
   conflict: ConflictMode;
   batchSize: number;
+  bulkBatchSize: number;
   dryRun: boolean;
   emit: EventSink;
   jobs: number;
@@ -851,7 +859,7 @@ async function bulkCopy(
       const r = await target.bulkCopyFrom(
         source,
         j.source,
-        { ...boundsOf(range), limit: o.batchSize },
+        { ...boundsOf(range), limit: o.bulkBatchSize },
         (count, bookmark) => {
           range.copied = before.copied + count;
           range.bookmark = bookmark;
