@@ -200,7 +200,7 @@ export async function copy(options: CopyOptions): Promise<CopyResult> {
  * Opens the target. A dry run writes nothing, so it opens read-only, and a target that does
  * not exist yet counts as empty (`undefined`).
  */
-async function openTarget(url: string, dryRun: boolean, jobs: number): Promise<Connector | undefined> {
+export async function openTarget(url: string, dryRun: boolean, jobs: number): Promise<Connector | undefined> {
   if (!dryRun) return openConnector(url, { write: true, writers: jobs });
   try {
     return await openConnector(url, { write: false });
@@ -211,7 +211,7 @@ async function openTarget(url: string, dryRun: boolean, jobs: number): Promise<C
 }
 
 /** Checks the target; false when a dry run's target does not exist yet. */
-async function checkTarget(target: Connector, dryRun: boolean): Promise<boolean> {
+export async function checkTarget(target: Connector, dryRun: boolean): Promise<boolean> {
   try {
     await target.check();
     return true;

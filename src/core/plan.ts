@@ -1,7 +1,7 @@
 /** `plan`: the type plan of a copy, without copying (what `ferry plan` prints). */
 import type { Connector } from "./connector.js";
-import { typePlan } from "./copy.js";
-import { FerryError, isFerryError } from "./errors.js";
+import { checkTarget, openTarget, typePlan } from "./copy.js";
+import { FerryError } from "./errors.js";
 import { openConnector } from "./registry.js";
 import { dependencyOrder } from "./schema.js";
 import type { TypePlan } from "./type-plan.js";
@@ -27,18 +27,11 @@ export async function plan(options: PlanOptions): Promise<TypePlan> {
   let target: Connector | undefined;
   try {
     await source.check();
-    target = await openConnector(options.to, { write: false }).catch((err: unknown) => {
-      if (isFerryError(err, "E_CONNECTION") && err.details.missing === true) return undefined;
-      throw err;
-    });
-    if (target) {
-      try {
-        await target.check();
-      } catch (err) {
-        if (!(isFerryError(err, "E_CONNECTION") && err.details.missing === true)) throw err;
-        await target.close().catch(() => {});
-        target = undefined;
-      }
+    // Read-only, like a dry run: a target that does not exist yet is planned as empty.
+    target = await openTarget(options.to, true, 1);
+    if (target && !(await checkTarget(target, true))) {
+      await target.close().catch(() => {});
+      target = undefined;
     }
     const all = await source.discover();
     const names = options.collections;

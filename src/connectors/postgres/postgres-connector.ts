@@ -538,22 +538,23 @@ export class PostgresConnector implements Connector, BulkTransfer {
     return info.primaryKey.map((k) => `${quoteIdent(k)}${desc ? " DESC" : ""}`).join(", ");
   }
 
-  async *read(collection: CollectionSchema, options: ReadOptions): AsyncGenerator<ReadBatch> {
-    const info = await this.#requireTable(collection.name);
-    const names = options.fields ?? info.columns.map((c) => c.name);
-    const columns = names.map((n) => {
+  /** The columns named `names`, or `E_NOT_FOUND` naming schema.table.column and what to check. */
+  #columns(info: TableInfo, names: readonly string[], check: string): ColumnInfo[] {
+    return names.map((n) => {
       const col = info.byName.get(n);
       if (!col) {
-        throw new FerryError(
-          "E_NOT_FOUND",
-          `no column ${n} in table ${this.schema}.${info.name}: check the field name`,
-          {
-            details: { collection: info.name, field: n },
-          },
-        );
+        throw new FerryError("E_NOT_FOUND", `no column ${n} in table ${this.schema}.${info.name}: check ${check}`, {
+          details: { collection: info.name, field: n },
+        });
       }
       return col;
     });
+  }
+
+  async *read(collection: CollectionSchema, options: ReadOptions): AsyncGenerator<ReadBatch> {
+    const info = await this.#requireTable(collection.name);
+    const names = options.fields ?? info.columns.map((c) => c.name);
+    const columns = this.#columns(info, names, "the field name");
     const keyed = info.primaryKey.length > 0;
     const select = names.map(quoteIdent);
     const keyAt = info.primaryKey.map((k) => {
@@ -777,19 +778,7 @@ export class PostgresConnector implements Connector, BulkTransfer {
     if (keys.length === 0 || fields.length === 0) return out;
     const info = await this.#table(collection.name);
     if (!info) return out; // a table that does not exist holds no keys
-    const cols = fields.map((f) => {
-      const col = info.byName.get(f);
-      if (!col) {
-        throw new FerryError(
-          "E_NOT_FOUND",
-          `no column ${f} in table ${this.schema}.${info.name}: check the key fields`,
-          {
-            details: { collection: info.name, field: f },
-          },
-        );
-      }
-      return col;
-    });
+    const cols = this.#columns(info, fields, "the key fields");
     const arrays: (string | null)[][] = cols.map(() => []);
     const ords: number[] = [];
     keys.forEach((k, i) => {
