@@ -5,6 +5,7 @@
  */
 import type { Bookmark } from "./messages.js";
 import type { CollectionSchema, FieldSchema } from "./schema.js";
+import type { CheckRule } from "./type-plan.js";
 import type { Row, Value } from "./values.js";
 
 /** One batch read from a collection, with the position just after its last record. */
@@ -163,8 +164,13 @@ export interface JournalStore {
  * 3. The bookmark is in `source.read`'s format, so a run may resume on either path.
  * 4. If the engine refuses any record, throw `FerryError("E_WRITE")` having written nothing:
  *    core redoes the rest on the record path to name each refused record.
+ * 5. Core takes the bulk path only when the type plan asks no value checks, or when every
+ *    check's rules are in `enforces`: rules this target applies itself by refusing the batch
+ *    (then the record path names the record, or converts it as the check says).
  */
 export interface BulkTransfer {
+  /** Value rules of the type plan (see {@link CheckRule}) this target's bulk path refuses on its own. */
+  readonly enforces?: ReadonlySet<CheckRule>;
   canBulkCopyFrom(source: Connector, collection: CollectionSchema): boolean;
   bulkCopyFrom(
     source: Connector,
@@ -177,6 +183,47 @@ export interface BulkTransfer {
 /** True when a connector offers {@link BulkTransfer}. */
 export function hasBulkTransfer(c: Connector): c is Connector & BulkTransfer {
   return typeof (c as Partial<BulkTransfer>).bulkCopyFrom === "function";
+}
+
+/**
+ * Optional capability of a source: rows spelled as delimited text by the engine itself, so a
+ * target that loads text in bulk (PostgreSQL `COPY`) takes them without turning each row into
+ * a record (row objects cost several times the bytes' own handling in Node).
+ *
+ * The format is PostgreSQL's `COPY` text (also MySQL `LOAD DATA`'s default): one row per line
+ * ending in `\n`, fields separated by a tab, `\N` for NULL, and inside values the escapes
+ * `\\`, `\t`, `\n`, `\r`. Values are spelled as the source's own text protocol spells them:
+ * integers, decimals and doubles in decimal (an integer-backed boolean as its integer), dates
+ * `YYYY-MM-DD`, timestamps `YYYY-MM-DD HH:MM:SS[.ffffff]` in UTC, JSON as JSON text, bytes as
+ * `\x` and hex digits (written `\\x…` in the line), text as itself.
+ *
+ * Implementer's checklist:
+ * 1. `textFields` is cheap: the fields each line holds, in order (generated ones left out), or
+ *    undefined when a field has no such spelling or the collection has no primary key.
+ * 2. `exportText` yields, in key order, the rows strictly after `after` and not after `upTo`,
+ *    at most `limit` of them, in chunks of whole lines, each with its row count and the
+ *    bookmark after its last row in `read`'s format; it reads the snapshot `read` reads.
+ * 3. Stopping early (the caller leaves the loop) releases what the read held.
+ */
+export interface TextExport {
+  textFields(collection: CollectionSchema): string[] | undefined;
+  exportText(
+    collection: CollectionSchema,
+    options: { after?: Bookmark; upTo?: Bookmark; limit: number },
+  ): AsyncIterable<TextChunk>;
+}
+
+/** Lines of delimited text from {@link TextExport.exportText}. */
+export interface TextChunk {
+  text: string;
+  rows: number;
+  /** Resuming from this bookmark yields the rows after this chunk's last. */
+  bookmark: Bookmark;
+}
+
+/** True when a connector offers {@link TextExport}. */
+export function hasTextExport(c: Connector): c is Connector & TextExport {
+  return typeof (c as Partial<TextExport>).exportText === "function";
 }
 
 /** Options every connector factory accepts. */

@@ -37,10 +37,10 @@ import { factoryFor, openConnector } from "./registry.js";
 import { type CollectionSchema, dependencyOrder } from "./schema.js";
 import {
   buildTypePlan,
-  type CheckedValue,
   type FieldMapper,
   fieldsAt,
   type TypePlan,
+  type ValueCheck,
   valueCheck,
 } from "./type-plan.js";
 import { redactUrl } from "./url.js";
@@ -129,7 +129,7 @@ export function defaultJobs(): number {
 }
 
 /** A field's value check, from the type plan. */
-type FieldCheck = [field: string, check: (v: Value) => CheckedValue];
+type FieldCheck = [field: string, check: ValueCheck];
 
 interface Job {
   source: CollectionSchema;
@@ -736,32 +736,84 @@ function boundsOf(r: RangeProgress): { after?: Bookmark; upTo?: Bookmark } {
   return { ...(after ? { after } : {}), ...(r.upTo ? { upTo: r.upTo } : {}) };
 }
 
-/** Copies one key range: the bulk path where it applies, then the record path for the rest. */
+/**
+ * Copies one key range: on the bulk path where it applies, and on the record path where the
+ * bulk path refused a batch (the record path redoes that many records, naming each refused
+ * one, then the bulk path goes on) or does not apply.
+ */
 async function copyRange(ctx: RunContext, j: Job, index: number): Promise<void> {
-  const { source, target, entry, o } = ctx;
+  const { target, entry, o } = ctx;
   const name = j.source.name;
   const range = j.progress.ranges[index] as RangeProgress;
-  const progress = (): void => emitProgress(o.emit, entry.id, name, j);
-  const partId = rangeRowId(entry.id, name, index);
-  // Counts, bookmark and failures of the range as the journal row will hold them.
-  const checkpointEntry = (): RangeCheckpoint => ({
-    partOf: entry.id,
-    collection: name,
-    range: index,
-    progress: range,
-  });
-  const commit = (): void => {
-    j.durable[index] = structuredClone(range);
+  const part: RangePart = {
+    range,
+    id: rangeRowId(entry.id, name, index),
+    progress: () => emitProgress(o.emit, entry.id, name, j),
+    // Counts, bookmark and failures of the range as the journal row will hold them.
+    checkpointEntry: () => ({ partOf: entry.id, collection: name, range: index, progress: range }),
+    commit: () => {
+      j.durable[index] = structuredClone(range);
+    },
   };
-
-  if (target && !o.dryRun && j.progress.targetWasEmpty && sameKeyAsPrimary(j) && j.checks.length === 0) {
-    await bulkCopy(ctx, j, range, partId, checkpointEntry, commit, progress);
+  if (target && !o.dryRun && j.progress.targetWasEmpty && sameKeyAsPrimary(j) && bulkAllowed(target, j)) {
+    for (;;) {
+      const bulk = await bulkCopy(ctx, j, part);
+      if (bulk === "stopped") return;
+      if (bulk !== "refused") break;
+      // The refused batch, on the record path; then the bulk path again.
+      const redone = await recordCopy(ctx, j, part, o.bulkBatchSize);
+      if (redone === "stopped") return;
+      if (redone === "done") break;
+    }
   }
+  if ((await recordCopy(ctx, j, part)) !== "done") return;
+  range.done = true;
+  part.commit();
+}
+
+/** One range of a job, with how its progress is reported and made durable. */
+interface RangePart {
+  range: RangeProgress;
+  /** Its journal row. */
+  id: string;
+  progress(): void;
+  checkpointEntry(): RangeCheckpoint;
+  /** Records the range's progress as durable (after a commit at the target). */
+  commit(): void;
+}
+
+/**
+ * The bulk path applies with the type plan's value checks when the target enforces every
+ * rule they apply (it refuses the batch; the record path then names the record).
+ */
+function bulkAllowed(target: Connector, j: Job): boolean {
+  if (j.checks.length === 0) return true;
+  const enforced = hasBulkTransfer(target) ? target.enforces : undefined;
+  return enforced !== undefined && j.checks.every(([, c]) => c.rules.every((r) => enforced.has(r)));
+}
+
+/**
+ * The record path: reads the range from its bookmark, decides each record's op by the
+ * conflict mode, writes batch by batch with a checkpoint each. With `limit`, stops after the
+ * batch that reaches that many records (`more`: the range goes on). `stopped`: the run is
+ * halting (stop-on-error).
+ */
+async function recordCopy(
+  ctx: RunContext,
+  j: Job,
+  part: RangePart,
+  limit?: number,
+): Promise<"done" | "more" | "stopped"> {
+  const { source, target, entry, o } = ctx;
+  const { range } = part;
+  const name = j.source.name;
+  const partId = part.id;
+  let seen = 0;
   // Generated fields are computed by the target, never written. Every other field is passed
   // on, even one the target does not know: the target refuses it loudly (never dropped silently).
   const generated = new Set(j.target.fields.filter((f) => f.generated).map((f) => f.name));
   for await (const batch of source.read(j.source, { batchSize: o.batchSize, ...boundsOf(range) })) {
-    if (throwIfStopped(ctx)) return;
+    if (throwIfStopped(ctx)) return "stopped";
     const decided = await decide(target, j, batch.records, o.conflict, generated);
     const delta = emptyStats();
     delta.skipped = decided.skipped;
@@ -802,15 +854,15 @@ async function copyRange(ctx: RunContext, j: Job, index: number): Promise<void> 
         id: partId,
         entry: (result) => {
           settleOnce(result);
-          return checkpointEntry();
+          return part.checkpointEntry();
         },
       };
       try {
         settleOnce(await target.write(j.target, decided.ops, checkpoint));
-        commit();
+        part.commit();
       } catch (err) {
         // Nothing of the batch is durable: neither may the in-memory progress say so.
-        j.progress.ranges[index] = Object.assign(range, snapshot);
+        Object.assign(range, snapshot);
         sumRanges(j.progress);
         throw err;
       }
@@ -825,35 +877,33 @@ async function copyRange(ctx: RunContext, j: Job, index: number): Promise<void> 
         reason: f.reason,
       });
     }
-    progress();
+    part.progress();
     if (o.stopOnError && failures.length > 0) {
       ctx.halt ??= "stop-on-error";
-      return;
+      return "stopped";
     }
+    seen += batch.records.length;
+    if (limit !== undefined && seen >= limit) return "more";
   }
-  range.done = true;
-  commit();
+  return "done";
 }
 
 /**
- * The same-engine fast path, batch by batch with a checkpoint each. Returns when the range
- * is exhausted, or early when the engine refused a record in a batch (nothing of that batch
- * was written): the record path then continues from the last checkpoint and names each
- * refused record.
+ * The bulk path, batch by batch with a checkpoint each: `done` when the range is exhausted,
+ * `refused` when the engine refused a record of a batch (nothing of that batch was written:
+ * the record path redoes it from the last checkpoint and names each refused record),
+ * `unavailable` when the target has no bulk path from this source, `stopped` when the run halts.
  */
 async function bulkCopy(
   ctx: RunContext,
   j: Job,
-  range: RangeProgress,
-  partId: string,
-  checkpointEntry: () => RangeCheckpoint,
-  commit: () => void,
-  progress: () => void,
-): Promise<void> {
+  part: RangePart,
+): Promise<"done" | "refused" | "unavailable" | "stopped"> {
   const { source, target, entry, o } = ctx;
-  if (!target || !hasBulkTransfer(target) || !target.canBulkCopyFrom(source, j.source)) return;
+  const { range } = part;
+  if (!target || !hasBulkTransfer(target) || !target.canBulkCopyFrom(source, j.source)) return "unavailable";
   for (;;) {
-    if (throwIfStopped(ctx)) return;
+    if (throwIfStopped(ctx)) return "stopped";
     const before = structuredClone(range);
     try {
       const r = await target.bulkCopyFrom(
@@ -864,21 +914,21 @@ async function bulkCopy(
           range.copied = before.copied + count;
           range.bookmark = bookmark;
           range.seq = before.seq + 1;
-          return { runId: entry.id, id: partId, entry: checkpointEntry };
+          return { runId: entry.id, id: part.id, entry: part.checkpointEntry };
         },
       );
-      if (r.count === 0) return;
+      if (r.count === 0) return "done";
       range.copied = before.copied + r.count;
       range.bookmark = r.bookmark;
       range.seq = before.seq + 1;
-      commit();
+      part.commit();
       sumRanges(j.progress);
     } catch (err) {
       Object.assign(range, before);
-      if (isFerryError(err, "E_WRITE")) return;
+      if (isFerryError(err, "E_WRITE")) return "refused";
       throw err;
     }
-    progress();
+    part.progress();
   }
 }
 

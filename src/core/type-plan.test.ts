@@ -113,3 +113,29 @@ describe("valueCheck", () => {
     expect(check?.("abcd")).toMatchObject({ ok: false, reason: expect.stringMatching(/4 characters, more than 3/) });
   });
 });
+
+describe("checkRules", () => {
+  it("names the rules each check applies, so a bulk path knows what its target must enforce", () => {
+    const rulesOf = (src: FieldSchema, dst: FieldSchema) => valueCheck(compareField(src, dst), src, dst, false)?.rules;
+    expect(rulesOf(f({ type: "integer", size: 1 }), f({ type: "boolean" }))).toEqual(["boolean"]);
+    expect(rulesOf(f({ type: "datetime", zeroDates: true }), f({ type: "datetime", timezone: true }))).toEqual([
+      "zero-date",
+    ]);
+    expect(rulesOf(f({ type: "integer", size: 8 }), f({ type: "integer", size: 2 }))).toEqual(["integer-range"]);
+    expect(rulesOf(f({ type: "text" }), f({ type: "text", maxLength: 3 }))).toEqual(["length"]);
+    expect(rulesOf(f({ type: "text" }), f({ type: "json" }))).toEqual(["json"]);
+    expect(rulesOf(f({ type: "integer", size: 4 }), f({ type: "integer", size: 4 }))).toBeUndefined();
+  });
+
+  it("a check refuses only by the rules it names", () => {
+    // text → varchar(3) checks length only: an enum-looking or non-latin1 value passes.
+    const src = f({ type: "text" });
+    const dst = f({ type: "text", maxLength: 3 });
+    const check = valueCheck(compareField(src, dst), src, dst, false);
+    fc.assert(
+      fc.property(fc.string({ maxLength: 6, unit: "grapheme" }), (s) => {
+        expect(check?.(s).ok).toBe([...s].length <= 3);
+      }),
+    );
+  });
+});

@@ -356,60 +356,106 @@ export function planLevel(plan: TypePlan): MappingLevel {
 export type CheckedValue = { ok: true; value: Value } | { ok: false; reason: string };
 
 /**
+ * One rule a value check applies (so a bulk path can tell whether its target enforces it):
+ * - `zero-date`: a zero date (0000-00-00) is refused, or stored as NULL when lossy copies are allowed;
+ * - `integer-range`: an integer outside the target's range (or not an integer) is refused;
+ * - `boolean`: only 0 and 1 become booleans, other values are refused;
+ * - `length`: text longer than the target's length, in characters, is refused;
+ * - `enum`: text that is not one of the target enum's values is refused;
+ * - `latin1`: text with characters outside latin1 is refused;
+ * - `binary-text`: bytes into a text field are refused;
+ * - `json`: text into a JSON field must parse as JSON (and becomes the document).
+ */
+export type CheckRule =
+  | "zero-date"
+  | "integer-range"
+  | "boolean"
+  | "length"
+  | "enum"
+  | "latin1"
+  | "binary-text"
+  | "json";
+
+/** A value check with the rules it applies. */
+export type ValueCheck = ((v: Value) => CheckedValue) & { readonly rules: readonly CheckRule[] };
+
+/** The rules a value check from `src` to `dst` applies (see {@link valueCheck}). */
+export function checkRules(mapping: FieldMapping, src: FieldSchema, dst: FieldSchema): CheckRule[] {
+  const json = src.type === "text" && dst.type === "json";
+  if (mapping.level === "exact" || mapping.level === "missing") return json ? ["json"] : [];
+  const rules: CheckRule[] = [];
+  if ((src.type === "date" || src.type === "datetime" || src.type === "any") && !dst.zeroDates) rules.push("zero-date");
+  if (dst.type === "integer" && integerRange(dst)) rules.push("integer-range");
+  if (dst.type === "boolean") rules.push("boolean");
+  if (dst.type === "text") {
+    if (dst.maxLength !== undefined) rules.push("length");
+    if (dst.enumValues) rules.push("enum");
+    if (dst.charset === "latin1") rules.push("latin1");
+    if (src.type === "bytes" || src.type === "uuid" || src.type === "any") rules.push("binary-text");
+  }
+  if (json) rules.push("json");
+  return rules;
+}
+
+/**
  * A check for values written to `dst` from `src`, or undefined when the mapping is exact
  * and values go through as they are (the common, fast case). It refuses values the target
  * field cannot hold (range, length, enum, zero dates, non-boolean integers) with a reason
  * naming the field, and converts what must be converted (text → JSON document, zero date →
- * NULL when `allowLossy`). Engines still enforce their own rules on top.
+ * NULL when `allowLossy`). Engines still enforce their own rules on top. A mapping that is
+ * neither exact nor missing always gets a check, even one with no rules.
  */
 export function valueCheck(
   mapping: FieldMapping,
   src: FieldSchema,
   dst: FieldSchema,
   allowLossy: boolean,
-): ((v: Value) => CheckedValue) | undefined {
-  if (mapping.level === "exact" || mapping.level === "missing") {
-    if (src.type === "text" && dst.type === "json") return textToJson(dst.name);
-    return undefined;
-  }
+): ValueCheck | undefined {
+  const rules = checkRules(mapping, src, dst);
+  if (rules.length === 0 && (mapping.level === "exact" || mapping.level === "missing")) return undefined;
+  const has = new Set(rules);
   const name = dst.name;
   const range = integerRange(dst);
   const fail = (reason: string): CheckedValue => ({ ok: false, reason: `field ${name}: ${reason}` });
-  return (v: Value): CheckedValue => {
+  const toJson = textToJson(name);
+  const check = (v: Value): CheckedValue => {
     if (v === null) return { ok: true, value: v };
-    if (v instanceof Date && Number.isNaN(v.getTime())) {
-      if (dst.zeroDates) return { ok: true, value: v };
+    if (has.has("zero-date") && v instanceof Date && Number.isNaN(v.getTime())) {
       if (allowLossy && dst.nullable !== false) return { ok: true, value: null };
       return fail(`zero date 0000-00-00 has no ${typeName(dst)} equivalent (pass --allow-lossy to store NULL)`);
     }
-    if (range && dst.type === "integer") {
+    if (has.has("integer-range") && range) {
       const n = typeof v === "boolean" ? (v ? 1n : 0n) : asBigInt(v);
       if (n === undefined) return fail(`${show(v)} is not an integer`);
       if (n < range[0] || n > range[1])
         return fail(`${show(v)} is outside ${range[0]}..${range[1]} (${typeName(dst)})`);
       return { ok: true, value: v };
     }
-    if (dst.type === "boolean") {
+    if (has.has("boolean")) {
       if (typeof v === "boolean") return { ok: true, value: v };
       const n = asBigInt(v);
       if (n === 0n) return { ok: true, value: false };
       if (n === 1n) return { ok: true, value: true };
       return fail(`${show(v)} is not a boolean (only 0 and 1 convert)`);
     }
-    if (dst.type === "text" && typeof v === "string") {
-      if (dst.maxLength !== undefined) {
+    if (typeof v === "string") {
+      if (has.has("length") && dst.maxLength !== undefined) {
         const len = [...v].length;
         if (len > dst.maxLength) return fail(`${len} characters, more than ${dst.maxLength} (${typeName(dst)})`);
       }
-      if (dst.enumValues && !dst.enumValues.includes(v)) return fail(`${show(v)} is not one of the enum's values`);
-      if (dst.charset === "latin1" && [...v].some((ch) => (ch.codePointAt(0) ?? 0) > 0xff))
+      if (has.has("enum") && dst.enumValues && !dst.enumValues.includes(v)) {
+        return fail(`${show(v)} is not one of the enum's values`);
+      }
+      if (has.has("latin1") && [...v].some((ch) => (ch.codePointAt(0) ?? 0) > 0xff)) {
         return fail(`${show(v)} has characters outside latin1`);
+      }
+      if (has.has("json")) return toJson(v);
       return { ok: true, value: v };
     }
-    if (dst.type === "text" && v instanceof Uint8Array) return fail("binary value cannot be stored as text");
-    if (dst.type === "json" && src.type === "text" && typeof v === "string") return textToJson(name)(v);
+    if (has.has("binary-text") && v instanceof Uint8Array) return fail("binary value cannot be stored as text");
     return { ok: true, value: v };
   };
+  return Object.assign(check, { rules });
 }
 
 function textToJson(name: string): (v: Value) => CheckedValue {

@@ -12,6 +12,8 @@ import type {
   PrepareResult,
   ReadBatch,
   ReadOptions,
+  TextChunk,
+  TextExport,
   WriteOp,
   WriteResult,
 } from "../../core/connector.js";
@@ -33,7 +35,15 @@ import {
 } from "./mysql-introspect.js";
 import { CREATE_JOURNAL, journalUpsert, MysqlJournal } from "./mysql-journal.js";
 import { SessionPool } from "./mysql-pool.js";
-import { keyLiteral, readKeyed, readKeyless, rowShape, type SessionSource } from "./mysql-read.js";
+import {
+  exportKeyedText,
+  keyLiteral,
+  readKeyed,
+  readKeyless,
+  rowShape,
+  type SessionSource,
+  textShape,
+} from "./mysql-read.js";
 import { driverOptions, MysqlSession } from "./mysql-session.js";
 import { openSnapshot } from "./mysql-snapshot.js";
 import { ER, errnoOf, quoteIdent, sqlString } from "./mysql-sql.js";
@@ -87,7 +97,7 @@ export const mysqlFactory: ConnectorFactory = {
  *   (microseconds kept; zero dates as invalid Dates), JSON parsed, the rest as text.
  * - Tables are InnoDB for the guarantees of `write` (a MyISAM target cannot roll a batch back).
  */
-export class MysqlConnector implements Connector {
+export class MysqlConnector implements Connector, TextExport {
   readonly engine = "mysql";
   readonly displayUrl: string;
   readonly identity: string;
@@ -321,6 +331,37 @@ export class MysqlConnector implements Connector {
     const sessions = this.#sessions();
     if (info.primaryKey.length > 0) yield* readKeyed(sessions, info, options);
     else yield* readKeyless(sessions, info, options);
+  }
+
+  /**
+   * The fields of each line {@link exportText} gives (numbers, dates and bytes first, then
+   * text and JSON), or undefined when the table has no primary key or a column with no
+   * server spelling (FLOAT, BIT, spatial): see `textShape`. The table must have been
+   * discovered.
+   */
+  textFields(collection: CollectionSchema): string[] | undefined {
+    const info = this.#tables.get(collection.name);
+    return info === undefined ? undefined : textShape(info)?.fields;
+  }
+
+  /**
+   * Rows as delimited text (the `TextExport` contract), keyset-paged like `read` in the same
+   * snapshot: numbers, dates and bytes spelled and joined by the server, text and JSON
+   * escaped here.
+   */
+  async *exportText(
+    collection: CollectionSchema,
+    options: { after?: Bookmark; upTo?: Bookmark; limit: number },
+  ): AsyncGenerator<TextChunk> {
+    const info = await this.#requireTable(collection.name);
+    const shape = textShape(info);
+    if (shape === undefined) {
+      throw new FerryError(
+        "E_INTERNAL",
+        `table ${info.name} has no text export (check textFields first): a bug in Ferry`,
+      );
+    }
+    yield* exportKeyedText(this.#sessions(), info, shape, options);
   }
 
   /**

@@ -11,7 +11,8 @@
  * what it does not need: no statement runs while the caller is away (no server timeouts,
  * nothing to cancel when a read stops early), and sessions are shared batch by batch.
  */
-import type { ReadBatch, ReadOptions } from "../../core/connector.js";
+import type { ReadBatch, ReadOptions, TextChunk } from "../../core/connector.js";
+import { escapeDelimited } from "../../core/delimited-text.js";
 import { FerryError } from "../../core/errors.js";
 import type { Bookmark } from "../../core/messages.js";
 import {
@@ -26,6 +27,7 @@ import {
 import type { ColumnInfo, TableInfo } from "./mysql-introspect.js";
 import type { MysqlSession } from "./mysql-session.js";
 import { quoteIdent } from "./mysql-sql.js";
+import type { ColumnKind } from "./mysql-values.js";
 
 /** Where reads get their sessions (the snapshot of a source, the pool of a target). */
 export interface SessionSource {
@@ -175,58 +177,195 @@ export function rowShape(info: TableInfo, fields?: string[]): RowShape {
   };
 }
 
-/** Reads `info` in primary-key order, batch by batch (see the module comment). */
-export async function* readKeyed(src: SessionSource, info: TableInfo, options: ReadOptions): AsyncGenerator<ReadBatch> {
-  const shape = rowShape(info, options.fields);
+/**
+ * `SELECT list FROM info` in primary-key order: strictly after `after` (key values, or a
+ * bookmark), not after `upTo`, at most `n` rows.
+ */
+function keysetSql(
+  info: TableInfo,
+  list: string,
+  bounds: { after?: Bookmark; upTo?: Bookmark },
+  n: number,
+  afterKey?: Value[],
+): string {
   const key = info.primaryKey.map((k) => info.byName.get(k) as ColumnInfo);
+  const after = afterKey ?? (bounds.after === undefined ? undefined : decodeKeyBookmark(bounds.after, info));
+  const conds = [
+    ...(after === undefined ? [] : [keyBound(key, after, "after")]),
+    ...(bounds.upTo === undefined ? [] : [keyBound(key, decodeKeyBookmark(bounds.upTo, info), "upTo")]),
+  ];
+  const where = conds.length === 0 ? "" : ` WHERE ${conds.map((c) => `(${c})`).join(" AND ")}`;
   const order = key.map((c) => quoteIdent(c.name)).join(", ");
+  return `SELECT ${list} FROM ${quoteIdent(info.name)}${where} ORDER BY ${order} LIMIT ${n}`;
+}
+
+/** One page of a keyset read: rows as mysql2 returned them, and the key of the last one. */
+interface Page {
+  raw: unknown[];
+  last: Value[];
+}
+
+/**
+ * Pages of `SELECT select FROM info` in primary-key order (see the module comment): strictly
+ * after `after`, not after `upTo`, `batchSize` rows per query, at most `limit` in all.
+ */
+async function* keysetPages(
+  src: SessionSource,
+  info: TableInfo,
+  select: { list: string; arrays: boolean; key(raw: unknown): Value[] },
+  options: { after?: Bookmark; upTo?: Bookmark; batchSize: number; limit?: number },
+): AsyncGenerator<Page> {
   const batchSize = Math.max(1, Math.floor(options.batchSize));
-  const upTo = options.upTo === undefined ? undefined : keyBound(key, decodeKeyBookmark(options.upTo, info), "upTo");
-  const from = `SELECT ${shape.select} FROM ${quoteIdent(info.name)}`;
-  const sqlAfter = (after: Value[] | undefined): string => {
-    const conds = [
-      ...(after === undefined ? [] : [keyBound(key, after, "after")]),
-      ...(upTo === undefined ? [] : [upTo]),
-    ];
-    const where = conds.length === 0 ? "" : ` WHERE ${conds.map((c) => `(${c})`).join(" AND ")}`;
-    return `${from}${where} ORDER BY ${order} LIMIT ${batchSize}`;
+  let left = options.limit === undefined ? Number.POSITIVE_INFINITY : Math.max(0, Math.floor(options.limit));
+  const sqlAfter = (after: Value[] | undefined, n: number): string =>
+    keysetSql(info, select.list, { upTo: options.upTo }, n, after);
+  /** The next query and how many rows it asks for. */
+  const fetch = (after: Value[] | undefined): { rows: Promise<unknown[]>; asked: number } => {
+    const asked = Math.min(batchSize, left);
+    const rows = (async () => {
+      const s = await src.acquire();
+      try {
+        return await s.rows<unknown>(sqlAfter(after, asked), { rowsAsArray: select.arrays });
+      } finally {
+        src.release(s);
+      }
+    })();
+    // A prefetch that fails while the caller is busy must not be an unhandled rejection.
+    rows.catch(() => {});
+    return { rows, asked };
   };
-  const fetch = async (after: Value[] | undefined): Promise<unknown[]> => {
-    const s = await src.acquire();
-    try {
-      return await s.rows<unknown>(sqlAfter(after), { rowsAsArray: shape.arrays });
-    } finally {
-      src.release(s);
-    }
-  };
+  if (left === 0) return;
   let after = options.after === undefined ? undefined : decodeKeyBookmark(options.after, info);
-  let pending: Promise<unknown[]> | undefined = fetch(after);
-  // A prefetch that fails while the caller is busy must not be an unhandled rejection.
-  pending.catch(() => {});
+  let pending: ReturnType<typeof fetch> | undefined = fetch(after);
   try {
     for (;;) {
-      const raw = await (pending as Promise<unknown[]>);
+      const { rows, asked } = pending as ReturnType<typeof fetch>;
+      const raw = await rows;
       pending = undefined;
       const lastRaw = raw[raw.length - 1];
       if (lastRaw === undefined) return;
-      const last = shape.key(lastRaw);
+      const last = select.key(lastRaw);
       if (after !== undefined && keyString(after) === keyString(last)) {
         throw new FerryError("E_INTERNAL", `reading ${info.name} made no progress past a key: a bug in Ferry`);
       }
       after = last;
-      // The next batch is asked for before this one is decoded, so the server works meanwhile.
-      if (raw.length === batchSize) {
-        pending = fetch(after);
-        pending.catch(() => {});
-      }
-      const records: Row[] = new Array(raw.length);
-      for (let i = 0; i < raw.length; i++) records[i] = shape.record(raw[i]);
-      yield { records, bookmark: { after: last.map(encodeValue) } };
-      if (raw.length < batchSize) return;
+      left -= raw.length;
+      // The next batch is asked for before this one is used, so the server works meanwhile.
+      if (raw.length === asked && left > 0) pending = fetch(after);
+      yield { raw, last };
+      if (raw.length < asked || left <= 0) return;
     }
   } finally {
     // Stopped early: let the prefetch finish so its session goes back to the pool.
-    if (pending !== undefined) await pending.catch(() => {});
+    if (pending !== undefined) await pending.rows.catch(() => {});
+  }
+}
+
+/** Reads `info` in primary-key order, batch by batch (see the module comment). */
+export async function* readKeyed(src: SessionSource, info: TableInfo, options: ReadOptions): AsyncGenerator<ReadBatch> {
+  const shape = rowShape(info, options.fields);
+  const select = { list: shape.select, arrays: shape.arrays, key: shape.key };
+  for await (const { raw, last } of keysetPages(src, info, select, options)) {
+    const records: Row[] = new Array(raw.length);
+    for (let i = 0; i < raw.length; i++) records[i] = shape.record(raw[i]);
+    yield { records, bookmark: { after: last.map(encodeValue) } };
+  }
+}
+
+/**
+ * Column kinds whose values the server spells as {@link TextExport} wants them (in a
+ * `CONCAT_WS`, with no character that needs escaping), and kinds read as text and escaped
+ * here. FLOAT (printed with 6 digits), BIT and unmodelled types have no such spelling.
+ */
+const SPELLED_BY_SERVER: ReadonlySet<ColumnKind> = new Set<ColumnKind>([
+  "int",
+  "bigint",
+  "bool",
+  "decimal",
+  "double",
+  "date",
+  "datetime",
+  "timestamp",
+  "bytes",
+]);
+const ESCAPED_HERE: ReadonlySet<ColumnKind> = new Set<ColumnKind>(["text", "json"]);
+
+/** Rows of a table as delimited text: what to select, and each line from a row. */
+export interface TextShape {
+  /** The fields of each line, in order. */
+  fields: string[];
+  select: string;
+  /** The line of one row (with its `\n`). */
+  line(raw: unknown[]): string;
+  key(raw: unknown): Value[];
+}
+
+/**
+ * How `info` is exported as delimited text, or undefined when a column has no server
+ * spelling or the table no primary key. Numbers, dates and bytes (`\\x` + HEX) are joined
+ * into one field by the server (`CONCAT_WS`, `\N` for NULL), so mysql2 decodes one string per
+ * row for them; text and JSON come as strings and are escaped here (the server's REPLACE
+ * chains measured slower than escaping in Node).
+ */
+export function textShape(info: TableInfo): TextShape | undefined {
+  if (info.primaryKey.length === 0) return undefined;
+  const cols = info.columns.filter((c) => !c.generated);
+  if (!cols.every((c) => SPELLED_BY_SERVER.has(c.kind) || ESCAPED_HERE.has(c.kind))) return undefined;
+  const served = cols.filter((c) => SPELLED_BY_SERVER.has(c.kind));
+  const escaped = cols.filter((c) => ESCAPED_HERE.has(c.kind));
+  const key = info.primaryKey.map((k) => info.byName.get(k) as ColumnInfo);
+  const spell = (c: ColumnInfo): string => {
+    const q = quoteIdent(c.name);
+    // SQL '\\\\x' is the text \\x (an escaped backslash, then x); '\\N' is \N.
+    return `IFNULL(${c.kind === "bytes" ? `CONCAT('\\\\\\\\x', HEX(${q}))` : q}, '\\\\N')`;
+  };
+  const select = [
+    ...key.map((c) => c.select),
+    ...(served.length > 0 ? [`CONCAT_WS('\t', ${served.map(spell).join(", ")})`] : []),
+    ...escaped.map((c) => quoteIdent(c.name)),
+  ].join(", ");
+  const first = key.length;
+  const joined = served.length > 0 ? 1 : 0;
+  const n = escaped.length;
+  return {
+    fields: [...served, ...escaped].map((c) => c.name),
+    select,
+    line(raw) {
+      let line = joined === 1 ? (raw[first] as string) : "";
+      for (let i = 0; i < n; i++) {
+        const v = raw[first + joined + i] as string | null;
+        line = i === 0 && joined === 0 ? escapeDelimited(v) : `${line}\t${escapeDelimited(v)}`;
+      }
+      return `${line}\n`;
+    },
+    key(raw) {
+      const a = raw as unknown[];
+      return key.map((c, i) => {
+        const v = a[i];
+        return v === null || c.decode === undefined ? (v as Value) : c.decode(v);
+      });
+    },
+  };
+}
+
+/** Lines per chunk of exported text (~400 KB for 200-byte rows). */
+const TEXT_CHUNK_ROWS = 2_000;
+
+/**
+ * {@link TextExport.exportText} of a keyed table (see {@link textShape}): one streamed
+ * query for the whole batch (`LIMIT limit`), each row turned into its line as it arrives.
+ */
+export async function* exportKeyedText(
+  src: SessionSource,
+  info: TableInfo,
+  shape: TextShape,
+  options: { after?: Bookmark; upTo?: Bookmark; limit: number },
+): AsyncGenerator<TextChunk> {
+  const sql = keysetSql(info, shape.select, options, Math.max(1, Math.floor(options.limit)));
+  for await (const { items, lastRaw } of streamed(src, sql, true, TEXT_CHUNK_ROWS, (raw) =>
+    shape.line(raw as unknown[]),
+  )) {
+    yield { text: items.join(""), rows: items.length, bookmark: { after: shape.key(lastRaw).map(encodeValue) } };
   }
 }
 
@@ -249,25 +388,29 @@ function decodeOffset(bookmark: Bookmark | undefined, info: TableInfo): number {
 /** Batches waiting for the caller before the server is paused. */
 const READ_AHEAD = 2;
 
+/** One batch of a streamed query: its items and the last row as mysql2 returned it. */
+interface Streamed<T> {
+  items: T[];
+  lastRaw: unknown;
+}
+
 /**
- * Reads a table without a primary key in one streamed query, in the storage engine's
- * physical order, paused while the caller has {@link READ_AHEAD} batches unread. The
- * bookmark counts records (`{ offset: n }`): resuming skips that many, which assumes no one
- * writes to the table meanwhile (within one snapshot, nobody does). The session is held
- * for the whole read; stopping early cancels the statement with KILL QUERY.
+ * Runs `sql` streamed on one session, turning each row into an item as it arrives (so rows
+ * die young, never a whole result in memory) and yielding the items in batches of
+ * `batchSize`; the server is paused while the caller has {@link READ_AHEAD} batches unread.
+ * The session is held for the whole query; stopping early cancels it with KILL QUERY.
  */
-export async function* readKeyless(
+async function* streamed<T>(
   src: SessionSource,
-  info: TableInfo,
-  options: ReadOptions,
-): AsyncGenerator<ReadBatch> {
-  const shape = rowShape(info, options.fields);
-  const batchSize = Math.max(1, Math.floor(options.batchSize));
-  let offset = decodeOffset(options.after, info);
-  const limit = offset > 0 ? ` LIMIT 18446744073709551615 OFFSET ${offset}` : "";
+  sql: string,
+  arrays: boolean,
+  batchSize: number,
+  item: (raw: unknown) => T,
+): AsyncGenerator<Streamed<T>> {
   const s = await src.acquire();
-  const ready: Row[][] = [];
-  let batch: Row[] = [];
+  const ready: Streamed<T>[] = [];
+  let batch: T[] = [];
+  let lastRaw: unknown;
   let ended = false;
   let stopped = false;
   let failure: unknown;
@@ -278,17 +421,18 @@ export async function* readKeyless(
     wake = undefined;
     w?.();
   };
-  const q = s.events(`SELECT ${shape.select} FROM ${quoteIdent(info.name)}${limit}`, { rowsAsArray: shape.arrays });
+  const q = s.events(sql, { rowsAsArray: arrays });
   q.on("result", (raw: unknown) => {
     if (stopped) return;
     try {
-      batch.push(shape.record(raw));
+      batch.push(item(raw));
     } catch (err) {
       failure ??= err;
       return;
     }
+    lastRaw = raw;
     if (batch.length >= batchSize) {
-      ready.push(batch);
+      ready.push({ items: batch, lastRaw });
       batch = [];
       if (ready.length >= READ_AHEAD && !paused) {
         paused = true;
@@ -303,7 +447,7 @@ export async function* readKeyless(
     notify();
   });
   q.on("end", () => {
-    if (batch.length > 0 && !stopped) ready.push(batch);
+    if (batch.length > 0 && !stopped) ready.push({ items: batch, lastRaw });
     batch = [];
     ended = true;
     notify();
@@ -317,8 +461,7 @@ export async function* readKeyless(
           paused = false;
           s.resume();
         }
-        offset += next.length;
-        yield { records: next, bookmark: { offset } };
+        yield next;
         continue;
       }
       if (failure !== undefined) throw failure;
@@ -345,5 +488,27 @@ export async function* readKeyless(
     }
     if (ended && (clean || !s.broken)) src.release(s);
     else src.discard(s);
+  }
+}
+
+/**
+ * Reads a table without a primary key in one streamed query (see {@link streamed}), in the
+ * storage engine's physical order. The bookmark counts records (`{ offset: n }`): resuming
+ * skips that many, which assumes no one writes to the table meanwhile (within one
+ * snapshot, nobody does).
+ */
+export async function* readKeyless(
+  src: SessionSource,
+  info: TableInfo,
+  options: ReadOptions,
+): AsyncGenerator<ReadBatch> {
+  const shape = rowShape(info, options.fields);
+  const batchSize = Math.max(1, Math.floor(options.batchSize));
+  let offset = decodeOffset(options.after, info);
+  const limit = offset > 0 ? ` LIMIT 18446744073709551615 OFFSET ${offset}` : "";
+  const sql = `SELECT ${shape.select} FROM ${quoteIdent(info.name)}${limit}`;
+  for await (const { items } of streamed(src, sql, shape.arrays, batchSize, shape.record)) {
+    offset += items.length;
+    yield { records: items, bookmark: { offset } };
   }
 }

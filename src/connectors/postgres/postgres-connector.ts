@@ -5,9 +5,10 @@
  * in `_ferry_journal` in the same transaction; PostgreSQL → PostgreSQL moves rows as binary
  * COPY without parsing them.
  */
+import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
-import { to as copyTo } from "pg-copy-streams";
+import { from as copyFrom, to as copyTo } from "pg-copy-streams";
 import type {
   BulkTransfer,
   Checkpoint,
@@ -18,12 +19,15 @@ import type {
   PrepareResult,
   ReadBatch,
   ReadOptions,
+  TextExport,
   WriteOp,
   WriteResult,
 } from "../../core/connector.js";
+import { hasTextExport } from "../../core/connector.js";
 import { FerryError, isFerryError } from "../../core/errors.js";
 import type { Bookmark } from "../../core/messages.js";
-import type { CollectionSchema, FieldSchema } from "../../core/schema.js";
+import type { CollectionSchema, FieldSchema, FieldType } from "../../core/schema.js";
+import type { CheckRule } from "../../core/type-plan.js";
 import { redactUrl } from "../../core/url.js";
 import {
   decodeValue,
@@ -56,7 +60,7 @@ import {
   Mutex,
 } from "./postgres-session.js";
 import { describePgError, messageOf, qualified, quoteIdent, quoteLiteral, sqlState } from "./postgres-sql.js";
-import { postgresFieldFor, ValueRefused } from "./postgres-types.js";
+import { type Kind, postgresFieldFor, ValueRefused } from "./postgres-types.js";
 import { parsePostgresUrl } from "./postgres-url.js";
 import { BatchWriter } from "./postgres-write.js";
 
@@ -65,6 +69,25 @@ const RAW_TEXT = { getTypeParser: () => (v: string) => v } as unknown as pg.Cust
 
 /** A split needs at least this many rows per range. */
 const MIN_ROWS_PER_RANGE = 2;
+
+/**
+ * For a field of each type, the column types whose input reads the field's delimited text
+ * (see `TextExport`) as the same value the record path would write (the session is UTC, so a
+ * timestamp's text is read as UTC). Pairs left out (a datetime into a `date`, a double into
+ * `numeric`, anything into arrays) take the record path.
+ */
+const TEXT_TARGETS: Partial<Record<FieldType, ReadonlySet<Kind>>> = {
+  integer: new Set<Kind>(["int2", "int4", "int8", "numeric", "float4", "float8", "bool"]),
+  boolean: new Set<Kind>(["bool", "int2", "int4", "int8", "numeric"]),
+  decimal: new Set<Kind>(["numeric", "float4", "float8"]),
+  float: new Set<Kind>(["float4", "float8"]),
+  text: new Set<Kind>(["text", "varchar", "bpchar", "uuid", "enum", "json", "jsonb"]),
+  uuid: new Set<Kind>(["uuid", "text", "varchar", "bpchar"]),
+  bytes: new Set<Kind>(["bytea"]),
+  date: new Set<Kind>(["date", "timestamp", "timestamptz"]),
+  datetime: new Set<Kind>(["timestamp", "timestamptz"]),
+  json: new Set<Kind>(["json", "jsonb"]),
+};
 
 /**
  * Opens `postgres://` and `postgresql://` instances.
@@ -995,12 +1018,30 @@ export class PostgresConnector implements Connector, BulkTransfer {
   // Bulk transfer
 
   /**
+   * Value rules of the type plan the bulk paths leave to the server, which refuses the batch
+   * (the record path then names the record): integer ranges, booleans (only `0`/`1` of an
+   * integer-backed boolean), enum labels, JSON syntax, zero dates. Not lengths: `varchar(n)`
+   * cuts excess trailing spaces instead of refusing them.
+   */
+  readonly enforces: ReadonlySet<CheckRule> = new Set<CheckRule>([
+    "zero-date",
+    "integer-range",
+    "boolean",
+    "enum",
+    "json",
+  ]);
+
+  /**
    * True when `source` is a PostgreSQL connector and the target table's written columns
-   * (all but generated ones) are the source's, by name and type. Both tables must have been
-   * described already (the source's `discover`, the target's `prepare`).
+   * (all but generated ones) are the source's, by name and type; or when `source` exports
+   * delimited text (MySQL/MariaDB) and each of its fields goes to a column of this table whose
+   * type reads the field's text as the record path would write it ({@link TEXT_TARGETS}).
+   * Both tables must have been described already (the source's `discover`, the target's `prepare`).
    */
   canBulkCopyFrom(source: Connector, collection: CollectionSchema): boolean {
-    if (!(source instanceof PostgresConnector) || !this.#pool || source.#closed || this.#closed) return false;
+    if (!this.#pool || this.#closed) return false;
+    if (!(source instanceof PostgresConnector)) return this.#textColumns(source, collection) !== undefined;
+    if (source.#closed) return false;
     const from = source.#tables.get(collection.name);
     const to = this.#tables.get(collection.name);
     if (!from || !to) return false;
@@ -1012,6 +1053,20 @@ export class PostgresConnector implements Connector, BulkTransfer {
           .sort(),
       );
     return to.columns.length > 0 && written(from) === written(to);
+  }
+
+  /** The columns a text-exporting source's lines fill, in order, when every one fits (see canBulkCopyFrom). */
+  #textColumns(source: Connector, collection: CollectionSchema): string[] | undefined {
+    if (!hasTextExport(source)) return undefined;
+    const to = this.#tables.get(collection.name);
+    const fields = source.textFields(collection);
+    if (!to || !fields || fields.length === 0) return undefined;
+    for (const name of fields) {
+      const c = to.byName.get(name);
+      const type = collection.fields.find((f) => f.name === name)?.type;
+      if (!c || c.generated || type === undefined || !TEXT_TARGETS[type]?.has(c.type.kind)) return undefined;
+    }
+    return fields;
   }
 
   /**
@@ -1029,7 +1084,8 @@ export class PostgresConnector implements Connector, BulkTransfer {
     options: { after?: Bookmark; upTo?: Bookmark; limit: number },
     checkpoint: (count: number, bookmark: Bookmark) => Checkpoint,
   ): Promise<{ count: number; bookmark: Bookmark }> {
-    const src = source as PostgresConnector;
+    if (!(source instanceof PostgresConnector)) return this.#bulkFromText(source, collection, options, checkpoint);
+    const src = source;
     const pool = this.#writerPool();
     const from = await src.#requireTable(collection.name);
     const to = await this.#requireTable(collection.name);
@@ -1126,6 +1182,88 @@ export class PostgresConnector implements Connector, BulkTransfer {
       );
     } finally {
       reader.done(readerClean);
+    }
+  }
+
+  /**
+   * The next at most `limit` rows of a text-exporting source (after `after`, not after
+   * `upTo`), streamed as it spells them into one `COPY … FROM STDIN` (text format), with the
+   * checkpoint saved in the same transaction. The server's row count must equal the
+   * source's: a line break that escaped escaping would otherwise shift every field after it.
+   *
+   * @throws FerryError `E_WRITE` when the server refuses a row or the read fails: nothing of
+   * this batch was written.
+   */
+  async #bulkFromText(
+    source: Connector,
+    collection: CollectionSchema,
+    options: { after?: Bookmark; upTo?: Bookmark; limit: number },
+    checkpoint: (count: number, bookmark: Bookmark) => Checkpoint,
+  ): Promise<{ count: number; bookmark: Bookmark }> {
+    const fields = this.#textColumns(source, collection);
+    if (fields === undefined || !hasTextExport(source)) {
+      throw new FerryError(
+        "E_INTERNAL",
+        `no bulk path from ${source.displayUrl} for ${collection.name}: a bug in Ferry`,
+      );
+    }
+    const to = await this.#requireTable(collection.name);
+    const pool = this.#writerPool();
+    const client = await pool.acquire();
+    let broken = false;
+    let count = 0;
+    let bookmark: Bookmark | undefined;
+    try {
+      await this.#ensureJournal(client);
+      await client.query("BEGIN");
+      try {
+        const into = client.query(
+          copyFrom(`COPY ${qualified(this.schema, to.name)} (${fields.map(quoteIdent).join(", ")}) FROM STDIN`),
+        );
+        const limit = Math.max(1, Math.floor(options.limit));
+        const bounds = {
+          ...(options.after ? { after: options.after } : {}),
+          ...(options.upTo ? { upTo: options.upTo } : {}),
+        };
+        async function* lines(): AsyncGenerator<string> {
+          for await (const chunk of (source as Connector & TextExport).exportText(collection, { ...bounds, limit })) {
+            count += chunk.rows;
+            bookmark = chunk.bookmark;
+            yield chunk.text;
+          }
+        }
+        await pipeline(Readable.from(lines(), { objectMode: false }), into);
+        if (count === 0 || bookmark === undefined) {
+          await client.query("ROLLBACK");
+          return { count: 0, bookmark: options.after ?? { after: [] } };
+        }
+        if (into.rowCount !== count) {
+          throw new FerryError(
+            "E_INTERNAL",
+            `bulk copy of ${to.name} from ${source.displayUrl}: the server read ${into.rowCount} rows of ${count} sent (a value's escaping is wrong): a bug in Ferry`,
+          );
+        }
+        const cp = checkpoint(count, bookmark);
+        await client.query(journalUpsertSql(this.schema), journalParams(cp.id, cp.entry({ failures: [] })));
+        await client.query("COMMIT");
+        return { count, bookmark };
+      } catch (err) {
+        await client.query("ROLLBACK").catch(() => {
+          broken = true;
+        });
+        throw err;
+      }
+    } catch (err) {
+      if (!isFerryError(err) && sqlState(err) === undefined) broken = true;
+      if (isFerryError(err, "E_INTERNAL")) throw err;
+      const reason = isFerryError(err) ? err.message : describePgError(err);
+      throw new FerryError(
+        "E_WRITE",
+        `bulk copy of ${to.name} from ${source.displayUrl} failed: ${reason}: nothing of this batch was written`,
+        { cause: err, details: { collection: to.name } },
+      );
+    } finally {
+      pool.release(client, broken);
     }
   }
 
