@@ -49,6 +49,7 @@ function psql(db, sql) {
 function mariadb(sql, db) {
   return execFileSync("mariadb", ["-h", "127.0.0.1", "-u", "root", ...(db ? [db] : []), "-Nse", sql], {
     encoding: "utf8",
+    stdio: ["ignore", "pipe", "pipe"],
   }).trim();
 }
 

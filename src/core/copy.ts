@@ -35,14 +35,7 @@ import {
 import type { Bookmark } from "./messages.js";
 import { factoryFor, openConnector } from "./registry.js";
 import { type CollectionSchema, dependencyOrder } from "./schema.js";
-import {
-  buildTypePlan,
-  type FieldMapper,
-  fieldsAt,
-  type TypePlan,
-  type ValueCheck,
-  valueCheck,
-} from "./type-plan.js";
+import { buildTypePlan, type FieldMapper, fieldsAt, type TypePlan, type ValueCheck, valueCheck } from "./type-plan.js";
 import { redactUrl } from "./url.js";
 import { encodeValue, keyOf, keyString, type Row, setField, type Value } from "./values.js";
 

@@ -199,76 +199,47 @@ function keysetSql(
   return `SELECT ${list} FROM ${quoteIdent(info.name)}${where} ORDER BY ${order} LIMIT ${n}`;
 }
 
-/** One page of a keyset read: rows as mysql2 returned them, and the key of the last one. */
-interface Page {
-  raw: unknown[];
-  last: Value[];
-}
-
-/**
- * Pages of `SELECT select FROM info` in primary-key order (see the module comment): strictly
- * after `after`, not after `upTo`, `batchSize` rows per query, at most `limit` in all.
- */
-async function* keysetPages(
-  src: SessionSource,
-  info: TableInfo,
-  select: { list: string; arrays: boolean; key(raw: unknown): Value[] },
-  options: { after?: Bookmark; upTo?: Bookmark; batchSize: number; limit?: number },
-): AsyncGenerator<Page> {
+/** Reads `info` in primary-key order, batch by batch (see the module comment). */
+export async function* readKeyed(src: SessionSource, info: TableInfo, options: ReadOptions): AsyncGenerator<ReadBatch> {
+  const shape = rowShape(info, options.fields);
   const batchSize = Math.max(1, Math.floor(options.batchSize));
-  let left = options.limit === undefined ? Number.POSITIVE_INFINITY : Math.max(0, Math.floor(options.limit));
-  const sqlAfter = (after: Value[] | undefined, n: number): string =>
-    keysetSql(info, select.list, { upTo: options.upTo }, n, after);
-  /** The next query and how many rows it asks for. */
-  const fetch = (after: Value[] | undefined): { rows: Promise<unknown[]>; asked: number } => {
-    const asked = Math.min(batchSize, left);
-    const rows = (async () => {
-      const s = await src.acquire();
-      try {
-        return await s.rows<unknown>(sqlAfter(after, asked), { rowsAsArray: select.arrays });
-      } finally {
-        src.release(s);
-      }
-    })();
-    // A prefetch that fails while the caller is busy must not be an unhandled rejection.
-    rows.catch(() => {});
-    return { rows, asked };
+  const fetch = async (after: Value[] | undefined): Promise<unknown[]> => {
+    const s = await src.acquire();
+    try {
+      const sql = keysetSql(info, shape.select, { upTo: options.upTo }, batchSize, after);
+      return await s.rows<unknown>(sql, { rowsAsArray: shape.arrays });
+    } finally {
+      src.release(s);
+    }
   };
-  if (left === 0) return;
   let after = options.after === undefined ? undefined : decodeKeyBookmark(options.after, info);
-  let pending: ReturnType<typeof fetch> | undefined = fetch(after);
+  let pending: Promise<unknown[]> | undefined = fetch(after);
+  // A prefetch that fails while the caller is busy must not be an unhandled rejection.
+  pending.catch(() => {});
   try {
     for (;;) {
-      const { rows, asked } = pending as ReturnType<typeof fetch>;
-      const raw = await rows;
+      const raw = await (pending as Promise<unknown[]>);
       pending = undefined;
       const lastRaw = raw[raw.length - 1];
       if (lastRaw === undefined) return;
-      const last = select.key(lastRaw);
+      const last = shape.key(lastRaw);
       if (after !== undefined && keyString(after) === keyString(last)) {
         throw new FerryError("E_INTERNAL", `reading ${info.name} made no progress past a key: a bug in Ferry`);
       }
       after = last;
-      left -= raw.length;
-      // The next batch is asked for before this one is used, so the server works meanwhile.
-      if (raw.length === asked && left > 0) pending = fetch(after);
-      yield { raw, last };
-      if (raw.length < asked || left <= 0) return;
+      // The next batch is asked for before this one is decoded, so the server works meanwhile.
+      if (raw.length === batchSize) {
+        pending = fetch(after);
+        pending.catch(() => {});
+      }
+      const records: Row[] = new Array(raw.length);
+      for (let i = 0; i < raw.length; i++) records[i] = shape.record(raw[i]);
+      yield { records, bookmark: { after: last.map(encodeValue) } };
+      if (raw.length < batchSize) return;
     }
   } finally {
     // Stopped early: let the prefetch finish so its session goes back to the pool.
-    if (pending !== undefined) await pending.rows.catch(() => {});
-  }
-}
-
-/** Reads `info` in primary-key order, batch by batch (see the module comment). */
-export async function* readKeyed(src: SessionSource, info: TableInfo, options: ReadOptions): AsyncGenerator<ReadBatch> {
-  const shape = rowShape(info, options.fields);
-  const select = { list: shape.select, arrays: shape.arrays, key: shape.key };
-  for await (const { raw, last } of keysetPages(src, info, select, options)) {
-    const records: Row[] = new Array(raw.length);
-    for (let i = 0; i < raw.length; i++) records[i] = shape.record(raw[i]);
-    yield { records, bookmark: { after: last.map(encodeValue) } };
+    if (pending !== undefined) await pending.catch(() => {});
   }
 }
 
