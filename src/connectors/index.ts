@@ -3,3 +3,4 @@ import "./sqlite/index.js";
 import "./files/index.js";
 import "./postgres/index.js";
 import "./mysql/index.js";
+import "./redis/index.js";

@@ -106,6 +106,12 @@ export interface Connector {
 
   check(): Promise<void>;
   discover(): Promise<CollectionSchema[]>;
+  /**
+   * Optional: the collections a user's selection names (after `discover`), where names can
+   * be more than discovered names (Redis globs such as `apikey:*`, `!pattern` exclusions).
+   * Without it, a selection is a list of discovered names.
+   */
+  resolve?(names: string[]): Promise<CollectionSchema[]>;
   /** Record count, or undefined when counting would cost a full read. */
   count(collection: CollectionSchema): Promise<number | undefined>;
   read(collection: CollectionSchema, options: ReadOptions): AsyncIterable<ReadBatch>;

@@ -230,7 +230,7 @@ type RunOptions = CopyOptions & {
 async function run(source: Connector, target: Connector | undefined, o: RunOptions): Promise<CopyResult> {
   const started = Date.now();
   const all = await source.discover();
-  const selected = selectCollections(all, o.collections, source.displayUrl);
+  const selected = await selectCollections(source, all, o.collections);
   const journal = target && !o.dryRun ? new Journal(target.journal()) : undefined;
 
   // A target with an unfinished run is dirty: resume it, or force past it.
@@ -266,7 +266,9 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
     };
   }
   const names = entry ? Object.keys(entry.collections) : selected.map((s) => s.name);
-  const ordered = dependencyOrder(all.filter((s) => names.includes(s.name)));
+  // A resumed run selects as the interrupted one did (its globs and exclusions, if any).
+  const pool = entry ? await selectCollections(source, all, entry.options.selection ?? names) : selected;
+  const ordered = dependencyOrder(pool.filter((s) => names.includes(s.name)));
   if (entry) {
     const missing = names.filter((n) => !ordered.some((s) => s.name === n));
     if (missing.length > 0) {
@@ -376,6 +378,7 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
           conflict: o.conflict,
           ...(keyOption ? { key: keyOption } : {}),
           collections: names,
+          ...(o.collections && o.collections.length > 0 && source.resolve ? { selection: o.collections } : {}),
           batchSize: o.batchSize,
           jobs: o.jobs,
           ...(o.allowLossy ? { allowLossy: true } : {}),
@@ -681,8 +684,15 @@ async function endCollection(ctx: RunContext, j: Job): Promise<void> {
   });
 }
 
-function selectCollections(all: CollectionSchema[], names: string[] | undefined, where: string): CollectionSchema[] {
+/** The collections `names` selects (all when none), by the source's own rules when it has them. */
+export async function selectCollections(
+  source: Connector,
+  all: CollectionSchema[],
+  names: string[] | undefined,
+): Promise<CollectionSchema[]> {
   if (!names || names.length === 0) return all;
+  if (source.resolve) return source.resolve(names);
+  const where = source.displayUrl;
   const missing = names.filter((n) => !all.some((s) => s.name === n));
   if (missing.length > 0) {
     const known = all.map((s) => s.name).join(", ") || "none";

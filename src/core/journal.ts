@@ -73,6 +73,8 @@ export interface RunEntry {
     conflict: ConflictMode;
     key?: string[];
     collections: string[];
+    /** The selection as given, for sources that resolve it (Redis globs, `!pattern` exclusions). */
+    selection?: string[];
     batchSize: number;
     /** Parallel jobs. Default 1 (entries written before `--jobs` existed). */
     jobs?: number;

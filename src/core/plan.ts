@@ -1,7 +1,6 @@
 /** `plan`: the type plan of a copy, without copying (what `ferry plan` prints). */
 import type { Connector } from "./connector.js";
-import { checkTarget, openTarget, typePlan } from "./copy.js";
-import { FerryError } from "./errors.js";
+import { checkTarget, openTarget, selectCollections, typePlan } from "./copy.js";
 import { openConnector } from "./registry.js";
 import { dependencyOrder } from "./schema.js";
 import type { TypePlan } from "./type-plan.js";
@@ -34,15 +33,7 @@ export async function plan(options: PlanOptions): Promise<TypePlan> {
       target = undefined;
     }
     const all = await source.discover();
-    const names = options.collections;
-    const missing = (names ?? []).filter((n) => !all.some((s) => s.name === n));
-    if (missing.length > 0) {
-      throw new FerryError(
-        "E_NOT_FOUND",
-        `no collection ${missing.join(", ")} at ${source.displayUrl}: collections there are ${all.map((s) => s.name).join(", ") || "none"}`,
-      );
-    }
-    const selected = dependencyOrder(names && names.length > 0 ? all.filter((s) => names.includes(s.name)) : all);
+    const selected = dependencyOrder(await selectCollections(source, all, options.collections));
     const existing = target ? new Map((await target.discover()).map((s) => [s.name, s])) : new Map();
     return typePlan(source, target, selected, existing, options.to);
   } finally {

@@ -1,0 +1,246 @@
+import { join } from "node:path";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startRedis, type TestRedis } from "../../../test/redis-server.js";
+import "../index.js";
+import { tempDir } from "../../../test/helpers.js";
+import { copy } from "../../core/copy.js";
+import { isFerryError } from "../../core/errors.js";
+import { openConnector } from "../../core/registry.js";
+
+let a: TestRedis;
+let b: TestRedis;
+const tmp = tempDir();
+const DAY = 86_400_000;
+
+beforeAll(async () => {
+  a = await startRedis(64);
+  b = await startRedis(64);
+});
+
+afterAll(async () => {
+  await a?.stop();
+  await b?.stop();
+  tmp.cleanup();
+});
+
+function client(url: string): Redis {
+  const u = new URL(url);
+  const c = new Redis({ host: u.hostname, port: Number(u.port), db: Number(u.pathname.slice(1)), protocol: 2 });
+  c.on("error", () => {});
+  return c;
+}
+
+async function withClient<T>(url: string, f: (c: Redis) => Promise<T>): Promise<T> {
+  const c = client(url);
+  try {
+    return await f(c);
+  } finally {
+    await c.quit();
+  }
+}
+
+/** Guide 001's relay, in small: every type, TTLs, members with NUL bytes, a binary key. */
+async function seedRelay(url: string): Promise<void> {
+  await withClient(url, async (c) => {
+    const now = Date.now();
+    for (let i = 0; i < 25; i++) {
+      const id = `0000000${i}-aaaa-4bbb-8ccc-dddddddddddd`.slice(-36);
+      await c.hset(`apikey:${id}`, {
+        id,
+        name: `key ${i}`,
+        apiKey: `sha256-${i}`,
+        permissions: JSON.stringify(["claude", "gemini"]),
+        isActive: i % 2 === 0 ? "true" : "false",
+      });
+      await c.pexpireat(`apikey:${id}`, now + 365 * DAY);
+      await c.hset("apikey:hash_map", `sha256-${i}`, id);
+      await c.zadd("apikey:idx:name", 0, `key ${i}\x00${id}`);
+      await c.zadd("apikey:idx:createdAt", now - i * 1000, id);
+      await c.sadd("apikey:set:active", id);
+    }
+    await c.set("apikey:index:version", "2");
+    await c.hset("claude:account:c1", { email: "a@example.com", accessToken: "iv0011:cipherff" });
+    await c.sadd("claude:account:index", "c1");
+    await c.rpush("usage:records:k1", JSON.stringify({ t: 1 }), JSON.stringify({ t: 2 }), "third");
+    await c.pexpireat("usage:records:k1", now + 90 * DAY);
+    await c.set("usage:cost:daily:k1:2026-11-21", "0.123", "PX", 30 * DAY);
+    await c.hset("session:admin_credentials", { username: "admin", passwordHash: "$2b$10$abc" });
+    await c.pexpire("session:admin_credentials", DAY);
+    await c.xadd("events:log", "1700000000000-0", "kind", "start", "by", "ops");
+    await c.xadd("events:log", "1700000000001-5", "kind", "stop", "kind", "twice");
+    await c.zadd("scores", "-inf", "low", "+inf", "high", 1.5, "mid");
+    await c.set(Buffer.from([0xff, 0x00, 0x3a, 0x80]), Buffer.from([0x00, 0xfe, 0xff]));
+    await c.hset("bin:hash", Buffer.from([0xc3, 0x28]), Buffer.from([0x01]));
+    await c.set("counter", "41");
+  });
+}
+
+/** Every key of a database: type, expiry (ms, -1 none) and value, comparable. */
+async function snapshot(url: string): Promise<Map<string, { type: string; expiry: number; value: unknown }>> {
+  return withClient(url, async (c) => {
+    const out = new Map<string, { type: string; expiry: number; value: unknown }>();
+    let cursor = "0";
+    do {
+      const [next, keys] = await c.scanBuffer(cursor, "COUNT", "100");
+      cursor = next.toString();
+      for (const k of keys) {
+        if (k.toString().startsWith("ferry:")) continue;
+        const type = await c.type(k);
+        const expiry = Number(await c.pexpiretime(k));
+        const hex = (x: Buffer[]) => x.map((y) => y.toString("hex"));
+        let value: unknown;
+        if (type === "string") value = (await c.getBuffer(k))?.toString("hex");
+        else if (type === "hash") value = hex((await c.hscanBuffer(k, "0", "COUNT", "100000"))[1]);
+        else if (type === "list") value = hex(await c.lrangeBuffer(k, 0, -1));
+        else if (type === "set") value = hex((await c.smembersBuffer(k)).sort(Buffer.compare));
+        else if (type === "zset") value = hex(await c.zrangeBuffer(k, "0", "-1", "WITHSCORES"));
+        else if (type === "stream") value = JSON.stringify(await c.xrange(k, "-", "+"));
+        if (type === "hash") value = pairsSorted(value as string[]);
+        out.set(k.toString("hex"), { type, expiry, value });
+      }
+    } while (cursor !== "0");
+    return out;
+  });
+}
+
+function pairsSorted(flat: string[]): string[] {
+  const pairs: string[] = [];
+  for (let i = 0; i < flat.length; i += 2) pairs.push(`${flat[i]}=${flat[i + 1]}`);
+  return pairs.sort();
+}
+
+/** Two snapshots equal in keys, types and values, expiries within `slackMs`. */
+function expectSame(
+  got: Map<string, { type: string; expiry: number; value: unknown }>,
+  want: Map<string, { type: string; expiry: number; value: unknown }>,
+  slackMs = 1000,
+): void {
+  expect([...got.keys()].sort()).toEqual([...want.keys()].sort());
+  for (const [k, w] of want) {
+    const g = got.get(k);
+    expect({ key: k, type: g?.type, value: g?.value }).toEqual({ key: k, type: w.type, value: w.value });
+    if (w.expiry < 0) expect(g?.expiry).toBe(w.expiry);
+    else expect(Math.abs((g?.expiry ?? 0) - w.expiry)).toBeLessThanOrEqual(slackMs);
+  }
+}
+
+describe("redis connector", () => {
+  it("copies guide 001's relay data to another instance: every key, type, value and TTL", async () => {
+    const src = await a.fresh();
+    const dst = await b.fresh();
+    await seedRelay(src);
+    const r = await copy({ from: src, to: dst, batchSize: 7 });
+    expect(r.status).toBe("done");
+    const want = await snapshot(src);
+    expect(r.total.copied).toBe(want.size);
+    expectSame(await snapshot(dst), want);
+    // The 365-day TTLs stay 365 days (absolute expiry), not permanent.
+    const some = [...want.values()].filter((v) => v.expiry > Date.now() + 300 * DAY);
+    expect(some.length).toBe(25);
+  });
+
+  it("--conflict skip leaves a target's existing key untouched and copies the rest", async () => {
+    const src = await a.fresh();
+    const dst = await b.fresh();
+    await seedRelay(src);
+    await withClient(dst, async (c) => {
+      await c.sadd("claude:account:index", "theirs");
+      await c.set("counter", "7");
+    });
+    const r = await copy({ from: src, to: dst, conflict: "skip" });
+    expect(r.total.skipped).toBe(2);
+    await withClient(dst, async (c) => {
+      expect(await c.smembers("claude:account:index")).toEqual(["theirs"]);
+      expect(await c.get("counter")).toBe("7");
+      expect(await c.hget("claude:account:c1", "email")).toBe("a@example.com");
+    });
+    const again = await copy({ from: src, to: dst, conflict: "skip" });
+    expect(again.total.copied).toBe(0);
+  });
+
+  it("merge adds hash fields and set/zset members, replaces lists, and refuses a type clash by key", async () => {
+    const src = await a.fresh();
+    const dst = await b.fresh();
+    await withClient(src, async (c) => {
+      await c.hset("h", { a: "new", b: "2" });
+      await c.sadd("s", "x", "y");
+      await c.zadd("z", 1, "m");
+      await c.rpush("l", "1");
+      await c.set("clash", "text");
+    });
+    await withClient(dst, async (c) => {
+      await c.hset("h", { a: "old", c: "3" });
+      await c.sadd("s", "z");
+      await c.zadd("z", 5, "other");
+      await c.rpush("l", "9", "9");
+      await c.sadd("clash", "member");
+    });
+    const r = await copy({ from: src, to: dst, conflict: "merge" });
+    expect(r.failures.map((f) => f.key)).toEqual([`key="clash"`]);
+    expect(r.failures[0]?.reason).toMatch(/target's key is a set and the incoming one a string/);
+    await withClient(dst, async (c) => {
+      expect(await c.hgetall("h")).toEqual({ a: "new", b: "2", c: "3" });
+      expect((await c.smembers("s")).sort()).toEqual(["x", "y", "z"]);
+      expect(await c.zrange("z", "0", "-1")).toEqual(["m", "other"]);
+      expect(await c.lrange("l", 0, -1)).toEqual(["1"]);
+      expect(await c.type("clash")).toBe("set");
+    });
+  });
+
+  it("round-trips every type through files, losslessly", async () => {
+    const src = await a.fresh();
+    const back = await b.fresh();
+    await seedRelay(src);
+    const dir = `${join(tmp.dir, "relay")}/`;
+    const out = await copy({ from: src, to: dir });
+    expect(out.status).toBe("done");
+    const r = await copy({ from: dir, to: back });
+    expect(r.status).toBe("done");
+    expectSame(await snapshot(back), await snapshot(src));
+  });
+
+  it("selects key patterns with globs and excludes with !pattern", async () => {
+    const src = await a.fresh();
+    const dst = await b.fresh();
+    await seedRelay(src);
+    const r = await copy({ from: src, to: dst, collections: ["apikey:*", "!apikey:idx:*", "!apikey:set:*"] });
+    expect(r.status).toBe("done");
+    const keys = [...(await snapshot(dst)).keys()].map((k) => Buffer.from(k, "hex").toString());
+    expect(keys.filter((k) => k.startsWith("apikey:idx:") || k.startsWith("apikey:set:"))).toEqual([]);
+    expect(keys.filter((k) => /^apikey:0/.test(k))).toHaveLength(25);
+    expect(keys).toContain("apikey:hash_map");
+    expect(keys.some((k) => k.startsWith("claude:"))).toBe(false);
+  });
+
+  it("does not resurrect a key whose expiry passed before it was written", async () => {
+    const dst = await b.fresh();
+    const c = await openConnector(dst, { write: true });
+    try {
+      const { schema: ks } = await c.prepare({
+        name: "gone",
+        fields: ["key", "type", "ttl", "value"].map((name) => ({ name, type: "any" as const })),
+        primaryKey: ["key"],
+      });
+      await c.write(ks, [
+        { op: "insert", record: { key: "gone:1", type: "string", ttl: new Date(Date.now() - 1000), value: "x" } },
+        { op: "insert", record: { key: "gone:2", type: "string", ttl: new Date(Date.now() + DAY), value: "y" } },
+      ]);
+    } finally {
+      await c.close();
+    }
+    await withClient(dst, async (r) => {
+      expect(await r.exists("gone:1")).toBe(0);
+      expect(await r.get("gone:2")).toBe("y");
+    });
+  });
+
+  it("names the problem: unreachable server, wrong database", async () => {
+    const unreachable = await openConnector("redis://127.0.0.1:1/0", {}).catch((e: unknown) => e);
+    expect(isFerryError(unreachable, "E_CONNECTION")).toBe(true);
+    expect((unreachable as Error).message).toMatch(/cannot reach Redis at 127\.0\.0\.1:1/);
+    const wrongDb = await openConnector(`redis://127.0.0.1:${a.port}/5000`, {}).catch((e: unknown) => e);
+    expect(isFerryError(wrongDb, "E_CONFIG")).toBe(true);
+    expect((wrongDb as Error).message).toMatch(/database 5000 does not exist/);
+  });
+});

@@ -1,0 +1,959 @@
+/**
+ * The Redis connector (`redis://`, `rediss://`), over ioredis (RESP2, Buffer replies so keys
+ * and values that are not UTF-8 survive).
+ *
+ * Collections:
+ * - **key-space collections** hold an application's own keys: by default one per key prefix
+ *   (the text before the first `:`; a key without `:` is its own collection), or a Redis glob
+ *   named in `--collections` (`apikey:*`; `!pattern` entries exclude keys from every pattern).
+ *   A record is `{ key, type, ttl, value }` for every type (see `redis-values.ts`); `ttl` is
+ *   the absolute expiry time, so a key keeps its expiry moment however long a copy takes.
+ * - **table collections** are what a copy from another engine creates: a hash per record at
+ *   `<collection>:<primary key>`, and the collection's schema at `ferry:schema:<collection>`
+ *   so values read back with their types.
+ *
+ * Reads SCAN (never KEYS); a batch is whole SCAN replies, and the bookmark is the SCAN cursor
+ * after it. Aggregates are read in pages (HSCAN, SSCAN, ZRANGE, LRANGE, XRANGE by count).
+ * Writes of a batch run in one MULTI/EXEC with the journal checkpoint (`ferry:journal` hash).
+ */
+import { Redis, type RedisOptions } from "ioredis";
+import type {
+  Checkpoint,
+  Connector,
+  ConnectorFactory,
+  ConnectorOptions,
+  JournalStore,
+  PrepareResult,
+  ReadBatch,
+  ReadOptions,
+  WriteFailure,
+  WriteOp,
+  WriteResult,
+} from "../../core/connector.js";
+import { FerryError, isFerryError } from "../../core/errors.js";
+import type { Bookmark } from "../../core/messages.js";
+import type { CollectionSchema } from "../../core/schema.js";
+import { redactUrl } from "../../core/url.js";
+import { type JsonValue, keyString, type Row, type Value } from "../../core/values.js";
+import { parseRedisUrl, type RedisLocation } from "./redis-url.js";
+import {
+  element,
+  elementBytes,
+  fieldBytes,
+  fieldValue,
+  globRegExp,
+  isKeyspaceShape,
+  keyspaceSchema,
+  REDIS_TYPES,
+  type RedisType,
+  RedisValueError,
+  scoreJson,
+  scoreText,
+  tableKey,
+  textOrBytes,
+  valueBytes,
+} from "./redis-values.js";
+
+/** Keys Ferry keeps for itself; never listed as data. */
+const INTERNAL = "ferry:";
+const JOURNAL_KEY = "ferry:journal";
+const SCHEMA_PREFIX = "ferry:schema:";
+/** Members per page when an aggregate is read or written in parts. */
+const PAGE = 1000;
+
+/**
+ * Opens `redis://` and `rediss://` instances.
+ *
+ * @example
+ * const source = await redisFactory.open("redis://:secret@cache:6379/0", {});
+ */
+export const redisFactory: ConnectorFactory = {
+  schemes: ["redis", "rediss"],
+  usage: "redis://[USER:PASSWORD@]HOST:PORT/DB (rediss:// for TLS)",
+  engine: "redis",
+  async open(url: string, options: ConnectorOptions): Promise<Connector> {
+    return RedisConnector.open(url, options);
+  },
+};
+
+/**
+ * A key-space collection: the SCAN pattern, the patterns excluded, and for a prefix
+ * collection its prefix (it holds the key `user` itself and `user:…`, not `username:…`).
+ */
+interface Pattern {
+  /** SCAN's MATCH, as bytes (keys need not be UTF-8). */
+  match: Buffer;
+  exclude: RegExp[];
+  /** Latin1 text of the prefix's bytes. */
+  prefix?: string;
+}
+
+/** One Redis database as a Ferry instance (see the module comment). */
+export class RedisConnector implements Connector {
+  readonly engine = "redis";
+  readonly displayUrl: string;
+  readonly identity: string;
+  readonly #client: Redis;
+  readonly #location: RedisLocation;
+  /** PEXPIRETIME exists (Redis 7): expiry read as absolute time in one step. */
+  #absoluteTtl = false;
+  readonly #tables = new Map<string, CollectionSchema>();
+  readonly #patterns = new Map<string, Pattern>();
+  /** Natural-key lookups of table collections: key string → record, built by one scan. */
+  readonly #indexes = new Map<string, Map<string, Row>>();
+  #closed = false;
+
+  private constructor(url: string, location: RedisLocation, client: Redis) {
+    this.displayUrl = redactUrl(url);
+    this.#location = location;
+    this.identity = `redis://${location.host}:${location.port}/${location.db}`;
+    this.#client = client;
+  }
+
+  /**
+   * Connects, selects the database and checks the server.
+   *
+   * @throws FerryError `E_CONNECTION` (unreachable, wrong password), `E_CONFIG` (no such
+   * database), `E_UNSUPPORTED` (Redis Cluster).
+   */
+  static async open(url: string, _options: ConnectorOptions): Promise<RedisConnector> {
+    const location = parseRedisUrl(url);
+    const where = redactUrl(url);
+    const options: RedisOptions = {
+      host: location.host,
+      port: location.port,
+      protocol: 2,
+      lazyConnect: true,
+      connectTimeout: 10_000,
+      maxRetriesPerRequest: 0,
+      enableOfflineQueue: true,
+      retryStrategy: () => null,
+      ...(location.username === undefined ? {} : { username: location.username }),
+      ...(location.password === undefined ? {} : { password: location.password }),
+      ...(location.tls ? { tls: { servername: location.host } } : {}),
+    };
+    const client = new Redis(options);
+    // Errors surface on the commands that meet them; a dropped idle connection must not crash.
+    client.on("error", () => {});
+    try {
+      await client.connect();
+      // Selected here, not by ioredis at connect, so a database that does not exist is an error.
+      if (location.db !== 0) await client.select(location.db);
+    } catch (err) {
+      client.disconnect();
+      throw connectionError(err, where, location);
+    }
+    const c = new RedisConnector(url, location, client);
+    try {
+      const info = await client.info();
+      if (/^cluster_enabled:1/m.test(info)) {
+        throw new FerryError(
+          "E_UNSUPPORTED",
+          `${where} is a Redis Cluster node: Ferry copies standalone Redis (and replicas) only; copy each shard's primary separately, or use a standalone target`,
+        );
+      }
+      const version = /^redis_version:(\d+)/m.exec(info)?.[1];
+      c.#absoluteTtl = Number(version ?? 0) >= 7;
+    } catch (err) {
+      client.disconnect();
+      if (isFerryError(err)) throw err;
+      throw connectionError(err, where, location);
+    }
+    return c;
+  }
+
+  async check(): Promise<void> {
+    await this.#call(() => this.#client.ping(), "ping");
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Discovery
+
+  /**
+   * Table collections (those with a `ferry:schema:*` key) and one key-space collection per
+   * key prefix of every other key (a full SCAN of the key names).
+   */
+  async discover(): Promise<CollectionSchema[]> {
+    await this.#loadTables();
+    // prefix (latin1 text of the key's bytes) → whether some key continues it with `:`.
+    const prefixes = new Map<string, boolean>();
+    for await (const batch of this.#scan("*", "0")) {
+      for (const k of batch.keys) {
+        const text = k.toString("latin1");
+        const colon = text.indexOf(":");
+        const prefix = colon < 0 ? text : text.slice(0, colon);
+        if (this.#tables.has(Buffer.from(prefix, "latin1").toString("utf8"))) continue;
+        prefixes.set(prefix, (prefixes.get(prefix) ?? false) || colon >= 0);
+      }
+    }
+    const out: CollectionSchema[] = [...this.#tables.values()];
+    for (const [prefix, continued] of [...prefixes].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      const name = Buffer.from(prefix, "latin1").toString("utf8");
+      // `user:*` holds the user keys; a key with no `:` (and no keys under it) is its own collection.
+      const exact = escapeGlob(prefix);
+      if (continued) this.#patterns.set(name, { match: Buffer.from(`${exact}*`, "latin1"), exclude: [], prefix });
+      else this.#patterns.set(name, { match: Buffer.from(exact, "latin1"), exclude: [] });
+      out.push(keyspaceSchema(name));
+    }
+    return out;
+  }
+
+  /**
+   * The collections `names` selects (after {@link discover}): discovered names, Redis globs
+   * (`apikey:*`, a key-space collection named by the glob), and `!pattern` entries that
+   * exclude matching keys from every selected key-space collection.
+   *
+   * @throws FerryError `E_NOT_FOUND` for a name that is neither discovered nor a glob.
+   */
+  async resolve(names: string[]): Promise<CollectionSchema[]> {
+    const exclude = names.filter((n) => n.startsWith("!")).map((n) => globRegExp(latin1(n.slice(1))));
+    const out: CollectionSchema[] = [];
+    for (const n of names) {
+      if (n.startsWith("!")) continue;
+      const table = this.#tables.get(n);
+      if (table) {
+        out.push(table);
+        continue;
+      }
+      const known = this.#patterns.get(n);
+      if (known === undefined && !/[*?[]/.test(n)) {
+        const all = [...this.#tables.keys(), ...this.#patterns.keys()].join(", ") || "none";
+        throw new FerryError(
+          "E_NOT_FOUND",
+          `no collection ${n} at ${this.displayUrl}: collections there are ${all} (or name keys with a glob, e.g. '${n}:*')`,
+          { details: { missing: [n] } },
+        );
+      }
+      const base = known ?? { match: Buffer.from(n, "utf8"), exclude: [] };
+      this.#patterns.set(n, { ...base, exclude: [...base.exclude, ...exclude] });
+      out.push(keyspaceSchema(n));
+    }
+    return out;
+  }
+
+  async count(collection: CollectionSchema): Promise<number | undefined> {
+    let n = 0;
+    const pattern = this.#patternOf(collection);
+    for await (const batch of this.#scan(pattern.match, "0")) {
+      n += batch.keys.filter((k) => !excluded(k, pattern)).length;
+    }
+    return n;
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Reading
+
+  /**
+   * Records batch by batch in SCAN order, `batchSize` per batch. The bookmark after a batch
+   * is `{ cursor, skip }`: the SCAN cursor of the reply its last key came from and how many
+   * keys of that reply are done, so a resumed read repeats that SCAN call and skips them
+   * (SCAN from one cursor returns the same keys while the keyspace does not change).
+   */
+  async *read(collection: CollectionSchema, options: ReadOptions): AsyncGenerator<ReadBatch> {
+    const table = this.#tables.get(collection.name);
+    const pattern = this.#patternOf(collection);
+    const from = options.after === undefined ? { cursor: "0", skip: 0 } : positionOf(options.after, collection.name);
+    const size = Math.max(1, Math.floor(options.batchSize));
+    let pending: { key: Buffer; cursor: string; index: number }[] = [];
+    const emit = async (n: number): Promise<ReadBatch> => {
+      const batch = pending.slice(0, n);
+      pending = pending.slice(n);
+      // SCAN may return a key twice (while the server rehashes): once per batch is enough.
+      const seen = new Set<string>();
+      const keys = batch
+        .map((b) => b.key)
+        .filter((k) => {
+          const id = k.toString("latin1");
+          if (seen.has(id)) return false;
+          seen.add(id);
+          return true;
+        });
+      const last = batch[batch.length - 1] as (typeof batch)[number];
+      const records = table ? await this.#readTableRows(table, keys) : await this.#readKeys(keys);
+      return { records, bookmark: { cursor: last.cursor, skip: last.index + 1 } };
+    };
+    let cursor = from.cursor;
+    let skip = from.skip;
+    let first = true;
+    while (first || cursor !== "0") {
+      first = false;
+      const [next, raw] = await this.#scanOnce(cursor, pattern.match, size);
+      raw.forEach((key, index) => {
+        if (index < skip || key.toString("latin1").startsWith(INTERNAL) || excluded(key, pattern)) return;
+        pending.push({ key, cursor, index });
+      });
+      skip = 0;
+      cursor = next.toString();
+      while (pending.length >= size) yield await emit(size);
+    }
+    if (pending.length > 0) yield await emit(pending.length);
+  }
+
+  /** One SCAN call; `match` as bytes (ioredis types it as a string). */
+  async #scanOnce(cursor: string, match: string | Buffer, count: number): Promise<[Buffer, Buffer[]]> {
+    const reply = await this.#call(
+      () => this.#client.callBuffer("SCAN", cursor, "MATCH", match, "COUNT", String(Math.max(10, count))),
+      "scan",
+    );
+    return reply as [Buffer, Buffer[]];
+  }
+
+  /** SCAN replies from `cursor` to the end, keys as Buffers. */
+  async *#scan(
+    match: string | Buffer,
+    cursor: string,
+    count = 1000,
+  ): AsyncGenerator<{ keys: Buffer[]; cursor: string }> {
+    let c = cursor;
+    do {
+      const [next, keys] = await this.#scanOnce(c, match, count);
+      c = next.toString();
+      yield { keys: keys.filter((k) => !k.toString("latin1").startsWith(INTERNAL)), cursor: c };
+    } while (c !== "0");
+  }
+
+  /** Key-space records of `keys` (keys gone meanwhile are left out). */
+  async #readKeys(keys: Buffer[]): Promise<Row[]> {
+    if (keys.length === 0) return [];
+    const head = this.#client.pipeline();
+    for (const k of keys) {
+      head.type(k);
+      if (this.#absoluteTtl) head.pexpiretime(k);
+      else head.pttl(k);
+    }
+    const now = Date.now();
+    const heads = await this.#exec(head, "read types");
+    const sizes = this.#client.pipeline();
+    const found: { key: Buffer; type: RedisType; ttl: Date | null }[] = [];
+    keys.forEach((key, i) => {
+      const type = heads[i * 2] as string;
+      const t = Number(heads[i * 2 + 1]);
+      if (type === "none" || t === -2) return; // gone since the SCAN
+      if (!(REDIS_TYPES as readonly string[]).includes(type)) {
+        throw new FerryError(
+          "E_UNSUPPORTED",
+          `key ${show(key)} has type ${type}, which Ferry does not copy (module types): exclude it with --collections '!${show(key)}'`,
+        );
+      }
+      const ttl = t < 0 ? null : new Date(this.#absoluteTtl ? t : now + t);
+      found.push({ key, type: type as RedisType, ttl });
+      sizeCommand(sizes, type as RedisType, key);
+    });
+    const counts = await this.#exec(sizes, "read sizes");
+    const whole = this.#client.pipeline();
+    const paged: number[] = [];
+    found.forEach((f, i) => {
+      const n = Number(counts[i]);
+      if (f.type === "string" || n <= PAGE) wholeCommand(whole, f.type, f.key);
+      else paged.push(i);
+    });
+    const values = await this.#exec(whole, "read values");
+    const out: Row[] = [];
+    let w = 0;
+    for (let i = 0; i < found.length; i++) {
+      const f = found[i] as (typeof found)[number];
+      let value: Value = null;
+      const v = paged.includes(i) ? await this.#readPaged(f.type, f.key) : redisValue(f.type, values[w++]);
+      if (v === undefined) continue;
+      value = v;
+      out.push({ key: textOrBytes(f.key), type: f.type, ttl: f.ttl, value });
+    }
+    return out;
+  }
+
+  /** A large aggregate, page by page (the record still holds it whole). */
+  async #readPaged(type: RedisType, key: Buffer): Promise<Value> {
+    const c = this.#client;
+    switch (type) {
+      case "hash":
+      case "set": {
+        const pairs: Buffer[] = [];
+        let cursor = "0";
+        do {
+          const [next, items] = await this.#call(
+            () =>
+              type === "hash"
+                ? c.hscanBuffer(key, cursor, "COUNT", String(PAGE))
+                : c.sscanBuffer(key, cursor, "COUNT", String(PAGE)),
+            "scan members",
+          );
+          cursor = next.toString();
+          pairs.push(...items);
+        } while (cursor !== "0");
+        return type === "hash" ? hashValue(pairs) : setValue(pairs);
+      }
+      case "list":
+      case "zset": {
+        const all: Buffer[] = [];
+        for (let start = 0; ; start += PAGE) {
+          const page =
+            type === "list"
+              ? await this.#call(() => c.lrangeBuffer(key, start, start + PAGE - 1), "read list")
+              : await this.#call(
+                  () => c.zrangeBuffer(key, String(start), String(start + PAGE - 1), "WITHSCORES"),
+                  "read sorted set",
+                );
+          all.push(...page);
+          if (page.length < (type === "list" ? PAGE : PAGE * 2)) break;
+        }
+        return redisValue(type, all) ?? null;
+      }
+      case "stream": {
+        const entries: unknown[] = [];
+        let from = "-";
+        for (;;) {
+          const page = (await this.#call(
+            () => c.xrangeBuffer(key, from, "+", "COUNT", String(PAGE)),
+            "read stream",
+          )) as unknown as [Buffer, Buffer[]][];
+          entries.push(...page);
+          const last = page[page.length - 1];
+          if (page.length < PAGE || last === undefined) break;
+          from = `(${last[0].toString()}`;
+        }
+        return redisValue("stream", entries) ?? null;
+      }
+      default:
+        return null;
+    }
+  }
+
+  /** Records of a table collection: one hash per key. */
+  async #readTableRows(table: CollectionSchema, keys: Buffer[]): Promise<Row[]> {
+    if (keys.length === 0) return [];
+    const p = this.#client.pipeline();
+    for (const k of keys) p.hscanBuffer(k, "0", "COUNT", "100000");
+    const replies = await this.#exec(p, "read records");
+    const byName = new Map(table.fields.map((f) => [f.name, f]));
+    const out: Row[] = [];
+    for (const reply of replies) {
+      const items = (reply as [Buffer, Buffer[]])[1];
+      if (items.length === 0) continue;
+      const row: Row = {};
+      for (let i = 0; i < items.length; i += 2) {
+        const name = (items[i] as Buffer).toString("utf8");
+        row[name] = fieldValue(byName.get(name), items[i + 1] as Buffer);
+      }
+      for (const f of table.fields) if (!(f.name in row)) row[f.name] = null;
+      out.push(row);
+    }
+    return out;
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Writing
+
+  /**
+   * A key-space collection needs nothing (its keys carry their types). Another engine's
+   * collection becomes a table collection: its schema is kept at `ferry:schema:<name>`
+   * (an existing one is kept as it is).
+   */
+  async prepare(collection: CollectionSchema): Promise<PrepareResult> {
+    if (isKeyspaceShape(collection)) {
+      if (!this.#patterns.has(collection.name)) {
+        this.#patterns.set(collection.name, namePattern(collection.name));
+      }
+      return { schema: keyspaceSchema(collection.name), created: false };
+    }
+    await this.#loadTables();
+    const existing = this.#tables.get(collection.name);
+    if (existing) return { schema: existing, created: false };
+    const schema: CollectionSchema = { ...collection, engine: "redis" };
+    delete schema.native;
+    await this.#call(
+      () => this.#client.set(`${SCHEMA_PREFIX}${collection.name}`, JSON.stringify(schema)),
+      "save schema",
+    );
+    this.#tables.set(collection.name, schema);
+    return { schema, created: true };
+  }
+
+  /**
+   * Which of `keys` exist. Key-space collections and table collections by primary key ask
+   * EXISTS; a table collection matched by other fields (a natural key) is scanned once and
+   * kept in memory for the rest of the run.
+   */
+  async lookup(collection: CollectionSchema, fields: string[], keys: Value[][]): Promise<Map<string, Row>> {
+    const out = new Map<string, Row>();
+    const table = this.#tables.get(collection.name);
+    const byPrimary = table !== undefined && fields.join("\u0000") === table.primaryKey.join("\u0000");
+    if (table === undefined || byPrimary) {
+      const redisKeys = keys.map((k) =>
+        table
+          ? tableKey(table, Object.fromEntries(fields.map((f, i) => [f, k[i] as Value])))
+          : valueBytes(k[0] as Value, "key"),
+      );
+      const p = this.#client.pipeline();
+      for (const k of redisKeys) p.exists(k);
+      const found = await this.#exec(p, "look up keys");
+      keys.forEach((k, i) => {
+        if (Number(found[i]) > 0) out.set(keyString(k), Object.fromEntries(fields.map((f, j) => [f, k[j] as Value])));
+      });
+      return out;
+    }
+    const index = await this.#index(table, fields);
+    for (const k of keys) {
+      const row = index.get(keyString(k));
+      if (row) out.set(keyString(k), row);
+    }
+    return out;
+  }
+
+  async #index(table: CollectionSchema, fields: string[]): Promise<Map<string, Row>> {
+    const id = `${table.name}\u0000${fields.join("\u0000")}`;
+    let index = this.#indexes.get(id);
+    if (index) return index;
+    index = new Map();
+    for await (const batch of this.read(table, { batchSize: PAGE })) {
+      for (const r of batch.records) index.set(keyString(fields.map((f) => r[f] ?? null)), r);
+    }
+    this.#indexes.set(id, index);
+    return index;
+  }
+
+  /**
+   * Applies the ops in one MULTI/EXEC with the checkpoint. Per op: `insert` and `replace`
+   * write the whole key (DEL first); `update` merges: hash fields and set/sorted-set members
+   * are added (incoming values win, the target's others stay), lists, strings and streams are
+   * replaced, and the expiry becomes the incoming one. A merge into a key of another type is
+   * refused with the key named (before anything is sent).
+   */
+  async write(collection: CollectionSchema, ops: WriteOp[], checkpoint?: Checkpoint): Promise<WriteResult> {
+    const table = this.#tables.get(collection.name);
+    const failures: WriteFailure[] = [];
+    const tx = this.#client.multi();
+    if (table) this.#writeTable(tx, table, ops, failures);
+    else await this.#writeKeyspace(tx, ops, failures);
+    if (checkpoint) {
+      const entry = checkpoint.entry({ failures });
+      tx.hset(JOURNAL_KEY, checkpoint.id, JSON.stringify(entry));
+    }
+    try {
+      const replies = await tx.exec();
+      if (replies === null) throw new Error("transaction aborted");
+      for (const [err] of replies) if (err) throw err;
+    } catch (err) {
+      throw writeError(err, collection.name, this.displayUrl);
+    }
+    for (const id of [...this.#indexes.keys()]) if (id.startsWith(`${collection.name}\u0000`)) this.#indexes.delete(id);
+    return { failures };
+  }
+
+  async #writeKeyspace(tx: ReturnType<Redis["multi"]>, ops: WriteOp[], failures: WriteFailure[]): Promise<void> {
+    // A merge needs the target's key to have the same type: known before the transaction.
+    const merges = ops.flatMap((op, index) => (op.op === "update" ? [{ op, index }] : []));
+    const types = new Map<number, string>();
+    if (merges.length > 0) {
+      const p = this.#client.pipeline();
+      for (const m of merges) p.type(valueBytes(m.op.match.key as Value, "key"));
+      const replies = await this.#exec(p, "read types");
+      merges.forEach((m, i) => {
+        types.set(m.index, String(replies[i]));
+      });
+    }
+    ops.forEach((op, index) => {
+      try {
+        const r = op.record;
+        const key = valueBytes((op.op === "insert" ? r.key : op.match.key) as Value, "key");
+        const type = String(r.type);
+        if (!(REDIS_TYPES as readonly string[]).includes(type)) {
+          throw new RedisValueError(
+            `field type: ${JSON.stringify(r.type)} is not a Redis type (${REDIS_TYPES.join(", ")})`,
+          );
+        }
+        const ttl = ttlOf(r.ttl);
+        const existing = types.get(index);
+        const merge = op.op === "update" && existing !== undefined && existing !== "none";
+        if (merge && existing !== type) {
+          throw new RedisValueError(
+            `the target's key is a ${existing} and the incoming one a ${type}: a merge needs the same type (--conflict overwrite replaces it)`,
+          );
+        }
+        const additive = merge && (type === "hash" || type === "set" || type === "zset");
+        const commands: [string, ...(string | Buffer)[]][] = [];
+        if (!additive) commands.push(["del", key]);
+        commands.push(...valueCommands(type as RedisType, key, r.value as Value));
+        if (ttl !== null) commands.push(["pexpireat", key, String(ttl)]);
+        else if (additive) commands.push(["persist", key]);
+        for (const [name, ...args] of commands) tx.call(name, ...args);
+      } catch (err) {
+        if (!(err instanceof RedisValueError)) throw err;
+        failures.push({ index, reason: err.message });
+      }
+    });
+  }
+
+  #writeTable(tx: ReturnType<Redis["multi"]>, table: CollectionSchema, ops: WriteOp[], failures: WriteFailure[]): void {
+    const byName = new Map(table.fields.map((f) => [f.name, f]));
+    ops.forEach((op, index) => {
+      try {
+        if (op.op === "update") {
+          const found = this.#indexFor(table, op.match);
+          const key = tableKey(table, found ?? op.match);
+          const nulls = Object.keys(op.record).filter((f) => op.record[f] === null);
+          const set = Object.entries(op.record).filter(([, v]) => v !== null);
+          if (set.length > 0) tx.hset(key, ...set.flatMap(([f, v]) => [f, fieldBytes(byName.get(f), v as Value)]));
+          if (nulls.length > 0) tx.hdel(key, ...nulls);
+          return;
+        }
+        const unknown = Object.keys(op.record).find((f) => !byName.has(f));
+        if (unknown !== undefined) throw new RedisValueError(`collection ${table.name} has no field ${unknown}`);
+        const key = tableKey(table, op.record);
+        const set = Object.entries(op.record).filter(([, v]) => v !== null && v !== undefined);
+        tx.del(key);
+        if (set.length > 0) tx.hset(key, ...set.flatMap(([f, v]) => [f, fieldBytes(byName.get(f), v as Value)]));
+        else tx.hset(key, table.primaryKey[0] ?? "id", "null");
+      } catch (err) {
+        if (!(err instanceof RedisValueError)) throw err;
+        failures.push({ index, reason: err.message });
+      }
+    });
+  }
+
+  /** The record a natural-key match found in the lookup index (its primary key names the hash). */
+  #indexFor(table: CollectionSchema, match: Record<string, Value>): Row | undefined {
+    const fields = Object.keys(match);
+    const index = this.#indexes.get(`${table.name}\u0000${fields.join("\u0000")}`);
+    return index?.get(keyString(fields.map((f) => match[f] ?? null)));
+  }
+
+  async finish(_collection: CollectionSchema): Promise<void> {}
+
+  journal(): JournalStore {
+    const call = this.#call.bind(this);
+    const client = this.#client;
+    return {
+      async save(runId, entry) {
+        await call(() => client.hset(JOURNAL_KEY, runId, JSON.stringify(entry)), "save journal");
+      },
+      async get(runId) {
+        const s = await call(() => client.hget(JOURNAL_KEY, runId), "read journal");
+        return s === null ? undefined : JSON.parse(s);
+      },
+      async list() {
+        const all = await call(() => client.hgetall(JOURNAL_KEY), "read journal");
+        const entries = Object.values(all).map((s) => JSON.parse(s) as { startedAt?: string });
+        return entries.sort((a, b) => String(b.startedAt ?? "").localeCompare(String(a.startedAt ?? "")));
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#client.quit().catch(() => this.#client.disconnect());
+  }
+
+  // -------------------------------------------------------------------------------------
+
+  async #loadTables(): Promise<void> {
+    for await (const batch of this.#scanInternal(`${SCHEMA_PREFIX}*`)) {
+      if (batch.length === 0) continue;
+      const values = await this.#call(() => this.#client.mget(...batch), "read schemas");
+      for (const v of values) {
+        if (v === null) continue;
+        const schema = JSON.parse(v) as CollectionSchema;
+        this.#tables.set(schema.name, schema);
+        this.#patterns.set(schema.name, namePattern(schema.name));
+      }
+    }
+  }
+
+  async *#scanInternal(match: string): AsyncGenerator<string[]> {
+    let c = "0";
+    do {
+      const [next, keys] = await this.#call(() => this.#client.scan(c, "MATCH", match, "COUNT", 1000), "scan");
+      c = next;
+      yield keys;
+    } while (c !== "0");
+  }
+
+  #patternOf(collection: CollectionSchema): Pattern {
+    return this.#patterns.get(collection.name) ?? namePattern(collection.name);
+  }
+
+  async #exec(p: ReturnType<Redis["pipeline"]>, what: string): Promise<unknown[]> {
+    const replies = await this.#call(() => p.exec(), what);
+    return (replies ?? []).map(([err, v]) => {
+      if (err) throw connectionError(err, this.displayUrl, this.#location, what);
+      return v;
+    });
+  }
+
+  async #call<T>(f: () => Promise<T>, what: string): Promise<T> {
+    try {
+      return await f();
+    } catch (err) {
+      if (isFerryError(err)) throw err;
+      throw connectionError(err, this.displayUrl, this.#location, what);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+
+/** The keys `<name>:…` of a collection named `name` (a table collection's, or one a target was given). */
+function namePattern(name: string): Pattern {
+  return { match: Buffer.from(`${escapeGlob(latin1(name))}:*`, "latin1"), exclude: [] };
+}
+
+function latin1(s: string): string {
+  return Buffer.from(s, "utf8").toString("latin1");
+}
+
+/** Whether a key SCAN returned for `p` is not in its collection. */
+function excluded(key: Buffer, p: Pattern): boolean {
+  if (p.exclude.length === 0 && p.prefix === undefined) return false;
+  const text = key.toString("latin1");
+  if (p.prefix !== undefined && text !== p.prefix && !text.startsWith(`${p.prefix}:`)) return true;
+  return p.exclude.some((re) => re.test(text));
+}
+
+/** Escapes Redis glob characters so `s` matches itself. */
+export function escapeGlob(s: string): string {
+  return s.replace(/[*?[\]\\]/g, "\\$&");
+}
+
+function show(key: Buffer | Value): string {
+  const s = key instanceof Uint8Array ? Buffer.from(key).toString("utf8") : String(key);
+  return s.length > 80 ? `${s.slice(0, 77)}…` : s;
+}
+
+function positionOf(bookmark: Bookmark, name: string): { cursor: string; skip: number } {
+  const { cursor, skip } = bookmark;
+  if (typeof cursor !== "string" || !/^\d+$/.test(cursor) || typeof skip !== "number" || !Number.isSafeInteger(skip)) {
+    throw new FerryError("E_CONFIG", `bookmark does not fit Redis collection ${name}: start this collection over`);
+  }
+  return { cursor, skip };
+}
+
+function ttlOf(v: Value | undefined): number | null {
+  if (v === null || v === undefined) return null;
+  if (v instanceof Date && !Number.isNaN(v.getTime())) return v.getTime();
+  if (typeof v === "number" && Number.isFinite(v)) return v;
+  if (typeof v === "string") {
+    const t = Date.parse(v);
+    if (!Number.isNaN(t)) return t;
+  }
+  throw new RedisValueError(`field ttl: ${JSON.stringify(v)} is not a time (an absolute expiry, or null)`);
+}
+
+function sizeCommand(p: ReturnType<Redis["pipeline"]>, type: RedisType, key: Buffer): void {
+  switch (type) {
+    case "string":
+      p.strlen(key);
+      return;
+    case "hash":
+      p.hlen(key);
+      return;
+    case "list":
+      p.llen(key);
+      return;
+    case "set":
+      p.scard(key);
+      return;
+    case "zset":
+      p.zcard(key);
+      return;
+    case "stream":
+      p.xlen(key);
+      return;
+  }
+}
+
+function wholeCommand(p: ReturnType<Redis["pipeline"]>, type: RedisType, key: Buffer): void {
+  switch (type) {
+    case "string":
+      p.getBuffer(key);
+      return;
+    case "hash":
+      p.hscanBuffer(key, "0", "COUNT", String(PAGE * 10));
+      return;
+    case "list":
+      p.lrangeBuffer(key, 0, -1);
+      return;
+    case "set":
+      p.sscanBuffer(key, "0", "COUNT", String(PAGE * 10));
+      return;
+    case "zset":
+      p.zrangeBuffer(key, "0", "-1", "WITHSCORES");
+      return;
+    case "stream":
+      p.xrangeBuffer(key, "-", "+");
+      return;
+  }
+}
+
+/** The record value of a reply (undefined: the key went away meanwhile). */
+function redisValue(type: RedisType, reply: unknown): Value | undefined {
+  switch (type) {
+    case "string":
+      return reply === null ? undefined : textOrBytes(reply as Buffer);
+    case "hash":
+      return hashValue(
+        Array.isArray(reply) && Buffer.isBuffer(reply[0]) && reply.length === 2 && Array.isArray(reply[1])
+          ? (reply[1] as Buffer[])
+          : scanned(reply),
+      );
+    case "set":
+      return setValue(scanned(reply));
+    case "list":
+      return (reply as Buffer[]).map(element);
+    case "zset": {
+      const flat = reply as Buffer[];
+      const out: JsonValue[] = [];
+      for (let i = 0; i < flat.length; i += 2) {
+        out.push([element(flat[i] as Buffer), scoreJson((flat[i + 1] as Buffer).toString())]);
+      }
+      return out;
+    }
+    case "stream":
+      return (reply as [Buffer, Buffer[]][]).map(([id, fields]) => [id.toString(), fields.map(element)]);
+  }
+}
+
+/** Items of an HSCAN/SSCAN reply `[cursor, items]`, or a plain item list. */
+function scanned(reply: unknown): Buffer[] {
+  const r = reply as unknown[];
+  return Array.isArray(r[1]) ? (r[1] as Buffer[]) : (r as Buffer[]);
+}
+
+function hashValue(flat: Buffer[]): JsonValue {
+  const names: Buffer[] = [];
+  for (let i = 0; i < flat.length; i += 2) names.push(flat[i] as Buffer);
+  if (names.every((n) => element(n) === n.toString("utf8") && n.toString("utf8") !== "__proto__")) {
+    const obj: Record<string, JsonValue> = {};
+    for (let i = 0; i < flat.length; i += 2) obj[(flat[i] as Buffer).toString("utf8")] = element(flat[i + 1] as Buffer);
+    return obj;
+  }
+  const pairs: JsonValue[] = [];
+  for (let i = 0; i < flat.length; i += 2) pairs.push([element(flat[i] as Buffer), element(flat[i + 1] as Buffer)]);
+  return pairs;
+}
+
+function setValue(members: Buffer[]): JsonValue {
+  return [...members].sort(Buffer.compare).map(element);
+}
+
+/** Commands that write `value` as a key of `type` (after DEL, or added to an existing key). */
+function valueCommands(type: RedisType, key: Buffer, value: Value): [string, ...(string | Buffer)[]][] {
+  const out: [string, ...(string | Buffer)[]][] = [];
+  const what = "field value";
+  const chunks = <T>(items: T[], n: number): T[][] => {
+    const c: T[][] = [];
+    for (let i = 0; i < items.length; i += n) c.push(items.slice(i, i + n));
+    return c;
+  };
+  const list = (v: Value): JsonValue[] => {
+    if (!Array.isArray(v)) throw new RedisValueError(`${what}: a ${type} is written from an array`);
+    return v as JsonValue[];
+  };
+  switch (type) {
+    case "string":
+      out.push([
+        "set",
+        key,
+        typeof value === "string" || value instanceof Uint8Array
+          ? valueBytes(value, what)
+          : elementBytes(value as JsonValue, what),
+      ]);
+      break;
+    case "hash": {
+      const pairs: [Buffer, Buffer][] = Array.isArray(value)
+        ? (value as JsonValue[]).map((p) => {
+            if (!Array.isArray(p) || p.length !== 2)
+              throw new RedisValueError(`${what}: hash pairs are [field, value]`);
+            return [elementBytes(p[0], what), elementBytes(p[1], what)];
+          })
+        : value !== null && typeof value === "object" && !(value instanceof Uint8Array) && !(value instanceof Date)
+          ? Object.entries(value as Record<string, JsonValue>).map(([f, v]) => [
+              Buffer.from(f, "utf8"),
+              elementBytes(v, what),
+            ])
+          : (() => {
+              throw new RedisValueError(`${what}: a hash is written from an object or [field, value] pairs`);
+            })();
+      for (const c of chunks(pairs, PAGE)) out.push(["hset", key, ...c.flat()]);
+      break;
+    }
+    case "list":
+      for (const c of chunks(list(value), PAGE)) out.push(["rpush", key, ...c.map((e) => elementBytes(e, what))]);
+      break;
+    case "set":
+      for (const c of chunks(list(value), PAGE)) out.push(["sadd", key, ...c.map((e) => elementBytes(e, what))]);
+      break;
+    case "zset":
+      for (const c of chunks(list(value), PAGE)) {
+        out.push([
+          "zadd",
+          key,
+          ...c.flatMap((p) => {
+            if (!Array.isArray(p) || p.length !== 2)
+              throw new RedisValueError(`${what}: sorted-set items are [member, score]`);
+            return [scoreText(p[1], what), elementBytes(p[0], what)];
+          }),
+        ]);
+      }
+      break;
+    case "stream":
+      for (const e of list(value)) {
+        if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== "string" || !Array.isArray(e[1])) {
+          throw new RedisValueError(`${what}: stream entries are [id, [field, value, …]]`);
+        }
+        out.push(["xadd", key, e[0], ...(e[1] as JsonValue[]).map((x) => elementBytes(x, what))]);
+      }
+      break;
+  }
+  if (out.length === 0 && type !== "string") {
+    throw new RedisValueError(`${what}: an empty ${type} cannot exist in Redis`);
+  }
+  return out;
+}
+
+/** A server or network failure as a FerryError naming the instance (never the password). */
+function connectionError(err: unknown, where: string, location: RedisLocation, what?: string): FerryError {
+  const message = err instanceof Error ? err.message : String(err);
+  const doing = what ? ` (${what})` : "";
+  if (/WRONGPASS|NOAUTH|invalid username-password/i.test(message)) {
+    return new FerryError(
+      "E_CONNECTION",
+      `${where} refused the credentials${doing}: check the user and password in the URL`,
+      { cause: err },
+    );
+  }
+  if (/DB index is out of range|invalid DB index/i.test(message)) {
+    return new FerryError(
+      "E_CONFIG",
+      `${where}: database ${location.db} does not exist on this server (see its "databases" setting): use a number below it`,
+      { cause: err },
+    );
+  }
+  if (/NOPERM/i.test(message)) {
+    return new FerryError("E_PERMISSION", `${where}: the user may not run this command${doing}: ${message}`, {
+      cause: err,
+    });
+  }
+  if (/ECONNREFUSED|ETIMEDOUT|ENOTFOUND|EHOSTUNREACH|Connection is closed|connect/i.test(message)) {
+    return new FerryError(
+      "E_CONNECTION",
+      `cannot reach Redis at ${location.host}:${location.port}${doing}: ${message.replace(/\s+/g, " ")}: is it running, and is the URL right?`,
+      { cause: err },
+    );
+  }
+  return new FerryError("E_CONNECTION", `${where}${doing}: ${message}`, { cause: err });
+}
+
+function writeError(err: unknown, collection: string, where: string): FerryError {
+  const message = err instanceof Error ? err.message : String(err);
+  if (/OOM/.test(message)) {
+    return new FerryError(
+      "E_WRITE",
+      `${where} is out of memory (maxmemory) while writing ${collection}: nothing of this batch was written; free memory or raise maxmemory, then run again with --resume`,
+      { cause: err, details: { collection } },
+    );
+  }
+  return new FerryError("E_WRITE", `${where}: writing ${collection} failed: ${message}`, {
+    cause: err,
+    details: { collection },
+  });
+}
