@@ -1,12 +1,13 @@
 import { join } from "node:path";
 import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { startRedis, type TestRedis } from "../../../test/redis-server.js";
 import "../index.js";
 import { tempDir } from "../../../test/helpers.js";
 import { copy } from "../../core/copy.js";
 import { isFerryError } from "../../core/errors.js";
 import { openConnector } from "../../core/registry.js";
+import { RedisConnector } from "./redis-connector.js";
 
 let a: TestRedis;
 let b: TestRedis;
@@ -130,8 +131,12 @@ describe("redis connector", () => {
     const src = await a.fresh();
     const dst = await b.fresh();
     await seedRelay(src);
+    const bulk = vi.spyOn(RedisConnector.prototype, "bulkCopyFrom");
     const r = await copy({ from: src, to: dst, batchSize: 7 });
     expect(r.status).toBe("done");
+    // Into an empty instance, keys move as DUMP/RESTORE payloads.
+    expect(bulk.mock.results.filter((x) => x.type === "return").length).toBeGreaterThan(3);
+    bulk.mockRestore();
     const want = await snapshot(src);
     expect(r.total.copied).toBe(want.size);
     expectSame(await snapshot(dst), want);

@@ -18,6 +18,7 @@
  */
 import { Redis, type RedisOptions } from "ioredis";
 import type {
+  BulkTransfer,
   Checkpoint,
   Connector,
   ConnectorFactory,
@@ -60,6 +61,8 @@ const JOURNAL_KEY = "ferry:journal";
 const SCHEMA_PREFIX = "ferry:schema:";
 /** Members per page when an aggregate is read or written in parts. */
 const PAGE = 1000;
+/** Keys above this size (MEMORY USAGE) skip DUMP/RESTORE and move in pages with typed commands. */
+const BULK_VALUE_BYTES = 8 * 1024 * 1024;
 
 /**
  * Opens `redis://` and `rediss://` instances.
@@ -89,7 +92,7 @@ interface Pattern {
 }
 
 /** One Redis database as a Ferry instance (see the module comment). */
-export class RedisConnector implements Connector {
+export class RedisConnector implements Connector, BulkTransfer {
   readonly engine = "redis";
   readonly displayUrl: string;
   readonly identity: string;
@@ -251,11 +254,23 @@ export class RedisConnector implements Connector {
    */
   async *read(collection: CollectionSchema, options: ReadOptions): AsyncGenerator<ReadBatch> {
     const table = this.#tables.get(collection.name);
+    for await (const { keys, bookmark } of this.#keyBatches(collection, options.after, options.batchSize)) {
+      const records = table ? await this.#readTableRows(table, keys) : await this.#readKeys(keys);
+      yield { records, bookmark };
+    }
+  }
+
+  /** The collection's keys in SCAN order, `size` per batch, with the bookmark after each (see {@link read}). */
+  async *#keyBatches(
+    collection: CollectionSchema,
+    after: Bookmark | undefined,
+    batchSize: number,
+  ): AsyncGenerator<{ keys: Buffer[]; bookmark: Bookmark }> {
     const pattern = this.#patternOf(collection);
-    const from = options.after === undefined ? { cursor: "0", skip: 0 } : positionOf(options.after, collection.name);
-    const size = Math.max(1, Math.floor(options.batchSize));
+    const from = after === undefined ? { cursor: "0", skip: 0 } : positionOf(after, collection.name);
+    const size = Math.max(1, Math.floor(batchSize));
     let pending: { key: Buffer; cursor: string; index: number }[] = [];
-    const emit = async (n: number): Promise<ReadBatch> => {
+    const emit = (n: number): { keys: Buffer[]; bookmark: Bookmark } => {
       const batch = pending.slice(0, n);
       pending = pending.slice(n);
       // SCAN may return a key twice (while the server rehashes): once per batch is enough.
@@ -269,24 +284,119 @@ export class RedisConnector implements Connector {
           return true;
         });
       const last = batch[batch.length - 1] as (typeof batch)[number];
-      const records = table ? await this.#readTableRows(table, keys) : await this.#readKeys(keys);
-      return { records, bookmark: { cursor: last.cursor, skip: last.index + 1 } };
+      return { keys, bookmark: { cursor: last.cursor, skip: last.index + 1 } };
     };
     let cursor = from.cursor;
     let skip = from.skip;
     let first = true;
     while (first || cursor !== "0") {
       first = false;
-      const [next, raw] = await this.#scanOnce(cursor, pattern.match, size);
+      const [next, raw] = await this.#scanOnce(cursor, pattern.match, Math.min(size, 10_000));
       raw.forEach((key, index) => {
         if (index < skip || key.toString("latin1").startsWith(INTERNAL) || excluded(key, pattern)) return;
         pending.push({ key, cursor, index });
       });
       skip = 0;
       cursor = next.toString();
-      while (pending.length >= size) yield await emit(size);
+      while (pending.length >= size) yield emit(size);
     }
-    if (pending.length > 0) yield await emit(pending.length);
+    if (pending.length > 0) yield emit(pending.length);
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Bulk transfer: DUMP/RESTORE
+
+  /**
+   * Redis → Redis for key-space collections: keys move as DUMP payloads (the server's own
+   * serialisation), never decoded here.
+   */
+  canBulkCopyFrom(source: Connector, collection: CollectionSchema): boolean {
+    return (
+      source instanceof RedisConnector &&
+      !source.#closed &&
+      !this.#closed &&
+      !source.#tables.has(collection.name) &&
+      isKeyspaceShape(collection)
+    );
+  }
+
+  /**
+   * The next at most `limit` keys after `after`: DUMP with their absolute expiry read in one
+   * pipeline at the source, then RESTORE … ABSTTL in one MULTI/EXEC with the checkpoint at
+   * the target. Keys larger than {@link BULK_VALUE_BYTES} (by MEMORY USAGE) take typed
+   * commands instead (read in pages, written in chunks of {@link PAGE} members; the key's
+   * value is still held whole in memory); keys gone or expired meanwhile are left out
+   * (never resurrected).
+   *
+   * @throws FerryError `E_WRITE` when the target refuses a payload (another RDB version, a
+   * key that exists): nothing of the batch is written, and the record path redoes it.
+   */
+  async bulkCopyFrom(
+    source: Connector,
+    collection: CollectionSchema,
+    options: { after?: Bookmark; upTo?: Bookmark; limit: number },
+    checkpoint: (count: number, bookmark: Bookmark) => Checkpoint,
+  ): Promise<{ count: number; bookmark: Bookmark }> {
+    const src = source as RedisConnector;
+    const batches = src.#keyBatches(collection, options.after, options.limit);
+    const first = await batches.next();
+    await batches.return(undefined);
+    if (first.done) return { count: 0, bookmark: options.after ?? { cursor: "0", skip: 0 } };
+    const { keys, bookmark } = first.value;
+    const head = src.#client.pipeline();
+    for (const k of keys) {
+      if (src.#absoluteTtl) head.pexpiretime(k);
+      else head.pttl(k);
+      head.memory("USAGE", k);
+    }
+    const now = Date.now();
+    const heads = await src.#exec(head, "read expiry and size");
+    const small: { key: Buffer; expiry: number }[] = [];
+    const large: Buffer[] = [];
+    keys.forEach((key, i) => {
+      const t = Number(heads[i * 2]);
+      if (t === -2 || heads[i * 2 + 1] === null) return; // gone since the SCAN
+      const expiry = t < 0 ? 0 : src.#absoluteTtl ? t : now + t;
+      if (expiry !== 0 && expiry <= Date.now()) return; // expired: not resurrected
+      if (Number(heads[i * 2 + 1]) > BULK_VALUE_BYTES) large.push(key);
+      else small.push({ key, expiry });
+    });
+    const dump = src.#client.pipeline();
+    for (const s of small) dump.dumpBuffer(s.key);
+    const payloads = await src.#exec(dump, "dump keys");
+    const tx = this.#client.multi();
+    let count = 0;
+    small.forEach((s, i) => {
+      const payload = payloads[i] as Buffer | null;
+      if (payload === null) return;
+      tx.call("RESTORE", s.key, String(s.expiry), payload, ...(s.expiry === 0 ? [] : ["ABSTTL"]));
+      count++;
+    });
+    const failures: WriteFailure[] = [];
+    if (large.length > 0) {
+      const records = await src.#readKeys(large);
+      await this.#writeKeyspace(
+        tx,
+        records.map((record) => ({ op: "insert", record })),
+        failures,
+      );
+      count += records.length;
+    }
+    try {
+      if (failures.length > 0) throw new Error(failures.map((f) => f.reason).join("; "));
+      const cp = checkpoint(count, bookmark);
+      tx.hset(JOURNAL_KEY, cp.id, JSON.stringify(cp.entry({ failures: [] })));
+      const replies = await tx.exec();
+      if (replies === null) throw new Error("transaction aborted");
+      for (const [err] of replies) if (err) throw err;
+    } catch (err) {
+      throw new FerryError(
+        "E_WRITE",
+        `bulk copy of ${collection.name} from ${src.displayUrl} failed: ${err instanceof Error ? err.message : String(err)}: nothing of this batch was written`,
+        { cause: err, details: { collection: collection.name } },
+      );
+    }
+    return { count, bookmark };
   }
 
   /** One SCAN call; `match` as bytes (ioredis types it as a string). */
