@@ -904,11 +904,7 @@ function redisValue(type: RedisType, reply: unknown): Value | undefined {
     case "string":
       return reply === null ? undefined : textOrBytes(reply as Buffer);
     case "hash":
-      return hashValue(
-        Array.isArray(reply) && Buffer.isBuffer(reply[0]) && reply.length === 2 && Array.isArray(reply[1])
-          ? (reply[1] as Buffer[])
-          : scanned(reply),
-      );
+      return hashValue(scanned(reply));
     case "set":
       return setValue(scanned(reply));
     case "list":
