@@ -113,6 +113,13 @@ interface Bounds {
 }
 
 /**
+ * How the work of one write transaction ends: `commit` (its value), with `checkpoint` (when
+ * given) saved in `_ferry_journal` in the same transaction, its entry made from `result`; or
+ * `rollback` (its value), nothing of it kept.
+ */
+type TransactionEnd<T> = { commit: T; checkpoint: Checkpoint | undefined; result: WriteResult } | { rollback: T };
+
+/**
  * A PostgreSQL schema as a Ferry instance.
  *
  * - Configuration comes from the URL only (see {@link parsePostgresUrl}); every connection
@@ -366,6 +373,51 @@ export class PostgresConnector implements Connector, BulkTransfer {
       throw this.#error(cause, "create the journal table _ferry_journal");
     }
     this.#journalReady = true;
+  }
+
+  /**
+   * Runs `work` in one transaction on a connection of `pool` (the journal table created first
+   * when `journal`), then commits or rolls back as it says (see {@link TransactionEnd}). When
+   * anything fails the transaction is rolled back, and the connection is discarded when the
+   * rollback fails too or the error is not the server's refusal (a lost connection, a broken
+   * stream); the error is thrown as `wrap` makes it (as it is without `wrap`).
+   */
+  async #inTransaction<T>(
+    pool: ClientPool,
+    work: (client: pg.Client) => Promise<TransactionEnd<T>>,
+    options: { journal: boolean; wrap?: (err: unknown) => FerryError },
+  ): Promise<T> {
+    const client = await pool.acquire();
+    let broken = false;
+    try {
+      if (options.journal) await this.#ensureJournal(client);
+      await client.query("BEGIN");
+      try {
+        const end = await work(client);
+        if ("rollback" in end) {
+          await client.query("ROLLBACK");
+          return end.rollback;
+        }
+        if (end.checkpoint) {
+          await client.query(
+            journalUpsertSql(this.schema),
+            journalParams(end.checkpoint.id, end.checkpoint.entry(end.result)),
+          );
+        }
+        await client.query("COMMIT");
+        return end.commit;
+      } catch (err) {
+        await client.query("ROLLBACK").catch(() => {
+          broken = true;
+        });
+        throw err;
+      }
+    } catch (err) {
+      if (!isFerryError(err) && sqlState(err) === undefined) broken = true;
+      throw options.wrap ? options.wrap(err) : err;
+    } finally {
+      pool.release(client, broken);
+    }
   }
 
   /**
@@ -859,32 +911,21 @@ export class PostgresConnector implements Connector, BulkTransfer {
   async write(collection: CollectionSchema, ops: WriteOp[], checkpoint?: Checkpoint): Promise<WriteResult> {
     const pool = this.#writerPool();
     const info = await this.#requireTable(collection.name);
-    const client = await pool.acquire();
-    let broken = false;
-    try {
-      if (checkpoint) await this.#ensureJournal(client);
-      await client.query("BEGIN");
-      try {
+    return this.#inTransaction(
+      pool,
+      async (client) => {
         const result: WriteResult = { failures: await new BatchWriter(client, this.schema, info).apply(ops) };
-        if (checkpoint) {
-          await client.query(journalUpsertSql(this.schema), journalParams(checkpoint.id, checkpoint.entry(result)));
-        }
-        await client.query("COMMIT");
-        return result;
-      } catch (err) {
-        await client.query("ROLLBACK").catch(() => {
-          broken = true;
-        });
-        throw err;
-      }
-    } catch (err) {
-      if (!isFerryError(err) && sqlState(err) === undefined) broken = true;
-      const e = this.#error(err, `write rows into ${info.name}`, info.name);
-      if (e.code === "E_WRITE") e.message += ": nothing of this batch was written";
-      throw e;
-    } finally {
-      pool.release(client, broken);
-    }
+        return { commit: result, checkpoint, result };
+      },
+      {
+        journal: Boolean(checkpoint),
+        wrap: (err) => {
+          const e = this.#error(err, `write rows into ${info.name}`, info.name);
+          if (e.code === "E_WRITE") e.message += ": nothing of this batch was written";
+          return e;
+        },
+      },
+    );
   }
 
   async finish(collection: CollectionSchema): Promise<void> {
@@ -1137,12 +1178,9 @@ export class PostgresConnector implements Connector, BulkTransfer {
       } else {
         srcSql = `COPY (SELECT ${cols} FROM ${srcTable} OFFSET ${bounds.offset ?? 0} LIMIT ${limit}) TO STDOUT${format}`;
       }
-      const client = await pool.acquire();
-      let broken = false;
-      try {
-        await this.#ensureJournal(client);
-        await client.query("BEGIN");
-        try {
+      return await this.#inTransaction<{ count: number; bookmark: Bookmark }>(
+        pool,
+        async (client) => {
           const into = submit(
             client,
             new CopyInFrames(`COPY ${qualified(this.schema, to.name)} (${cols}) FROM STDIN${format}`),
@@ -1151,28 +1189,13 @@ export class PostgresConnector implements Connector, BulkTransfer {
           readerClean = true;
           const count = into.rowCount;
           const last = await lastKey;
-          if (count === 0) {
-            await client.query("ROLLBACK");
-            return none;
-          }
+          if (count === 0) return { rollback: none };
           if (keyed && last === undefined) throw new Error("the batch's last key was not found in the snapshot");
           const mark = last ? { after: last.map(encodeValue) } : { offset: (bounds.offset ?? 0) + count };
-          const cp = checkpoint(count, mark);
-          await client.query(journalUpsertSql(this.schema), journalParams(cp.id, cp.entry({ failures: [] })));
-          await client.query("COMMIT");
-          return { count, bookmark: mark };
-        } catch (err) {
-          await client.query("ROLLBACK").catch(() => {
-            broken = true;
-          });
-          throw err;
-        }
-      } catch (err) {
-        if (!isFerryError(err) && sqlState(err) === undefined) broken = true;
-        throw err;
-      } finally {
-        pool.release(client, broken);
-      }
+          return { commit: { count, bookmark: mark }, checkpoint: checkpoint(count, mark), result: { failures: [] } };
+        },
+        { journal: true },
+      );
     } catch (err) {
       const reason = isFerryError(err) ? err.message : describePgError(err);
       throw new FerryError(
@@ -1209,14 +1232,11 @@ export class PostgresConnector implements Connector, BulkTransfer {
     }
     const to = await this.#requireTable(collection.name);
     const pool = this.#writerPool();
-    const client = await pool.acquire();
-    let broken = false;
-    let count = 0;
-    let bookmark: Bookmark | undefined;
-    try {
-      await this.#ensureJournal(client);
-      await client.query("BEGIN");
-      try {
+    return this.#inTransaction<{ count: number; bookmark: Bookmark }>(
+      pool,
+      async (client) => {
+        let count = 0;
+        let bookmark: Bookmark | undefined;
         const into = client.query(
           copyFrom(`COPY ${qualified(this.schema, to.name)} (${fields.map(quoteIdent).join(", ")}) FROM STDIN`),
         );
@@ -1234,8 +1254,7 @@ export class PostgresConnector implements Connector, BulkTransfer {
         }
         await pipeline(Readable.from(lines(), { objectMode: false }), into);
         if (count === 0 || bookmark === undefined) {
-          await client.query("ROLLBACK");
-          return { count: 0, bookmark: options.after ?? { after: [] } };
+          return { rollback: { count: 0, bookmark: options.after ?? { after: [] } } };
         }
         if (into.rowCount !== count) {
           throw new FerryError(
@@ -1243,28 +1262,21 @@ export class PostgresConnector implements Connector, BulkTransfer {
             `bulk copy of ${to.name} from ${source.displayUrl}: the server read ${into.rowCount} rows of ${count} sent (a value's escaping is wrong): a bug in Ferry`,
           );
         }
-        const cp = checkpoint(count, bookmark);
-        await client.query(journalUpsertSql(this.schema), journalParams(cp.id, cp.entry({ failures: [] })));
-        await client.query("COMMIT");
-        return { count, bookmark };
-      } catch (err) {
-        await client.query("ROLLBACK").catch(() => {
-          broken = true;
-        });
-        throw err;
-      }
-    } catch (err) {
-      if (!isFerryError(err) && sqlState(err) === undefined) broken = true;
-      if (isFerryError(err, "E_INTERNAL")) throw err;
-      const reason = isFerryError(err) ? err.message : describePgError(err);
-      throw new FerryError(
-        "E_WRITE",
-        `bulk copy of ${to.name} from ${source.displayUrl} failed: ${reason}: nothing of this batch was written`,
-        { cause: err, details: { collection: to.name } },
-      );
-    } finally {
-      pool.release(client, broken);
-    }
+        return { commit: { count, bookmark }, checkpoint: checkpoint(count, bookmark), result: { failures: [] } };
+      },
+      {
+        journal: true,
+        wrap: (err) => {
+          if (isFerryError(err, "E_INTERNAL")) return err;
+          const reason = isFerryError(err) ? err.message : describePgError(err);
+          return new FerryError(
+            "E_WRITE",
+            `bulk copy of ${to.name} from ${source.displayUrl} failed: ${reason}: nothing of this batch was written`,
+            { cause: err, details: { collection: to.name } },
+          );
+        },
+      },
+    );
   }
 
   // -------------------------------------------------------------------------------------
