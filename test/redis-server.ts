@@ -26,7 +26,10 @@ async function freePort(): Promise<number> {
 }
 
 /** Starts `redis-server` (fails the test run, never skips, when it cannot). */
-export async function startRedis(databases = 512): Promise<TestRedis> {
+export async function startRedis(
+  databases = 512,
+  extra: { args?: string[]; password?: string } = {},
+): Promise<TestRedis> {
   const port = await freePort();
   const child: ChildProcess = spawn(
     "redis-server",
@@ -41,10 +44,18 @@ export async function startRedis(databases = 512): Promise<TestRedis> {
       "no",
       "--databases",
       String(databases),
+      ...(extra.args ?? []),
     ],
     { stdio: "ignore" },
   );
-  const client = new Redis({ port, host: "127.0.0.1", lazyConnect: true, retryStrategy: () => null, protocol: 2 });
+  const client = new Redis({
+    port,
+    host: "127.0.0.1",
+    lazyConnect: true,
+    retryStrategy: () => null,
+    protocol: 2,
+    ...(extra.password === undefined ? {} : { password: extra.password }),
+  });
   client.on("error", () => {});
   const deadline = Date.now() + 10_000;
   for (;;) {
@@ -64,7 +75,8 @@ export async function startRedis(databases = 512): Promise<TestRedis> {
       const db = next++;
       await client.select(db);
       await client.flushdb();
-      return `redis://127.0.0.1:${port}/${db}`;
+      const auth = extra.password === undefined ? "" : `:${encodeURIComponent(extra.password)}@`;
+      return `redis://${auth}127.0.0.1:${port}/${db}`;
     },
     async stop() {
       await client.quit().catch(() => {});

@@ -16,6 +16,7 @@
  * after it. Aggregates are read in pages (HSCAN, SSCAN, ZRANGE, LRANGE, XRANGE by count).
  * Writes of a batch run in one MULTI/EXEC with the journal checkpoint (`ferry:journal` hash).
  */
+import { randomUUID } from "node:crypto";
 import { Redis, type RedisOptions } from "ioredis";
 import type {
   BulkTransfer,
@@ -54,6 +55,7 @@ import {
   textOrBytes,
   valueBytes,
 } from "./redis-values.js";
+import { type Reply, RespConnection, RespError, RespWriter } from "./resp.js";
 
 /** Keys Ferry keeps for itself; never listed as data. */
 const INTERNAL = "ferry:";
@@ -65,6 +67,60 @@ const PAGE = 1000;
 const BULK_KEYS = 2000;
 /** Keys above this size (MEMORY USAGE) skip DUMP/RESTORE and move in pages with typed commands. */
 const BULK_VALUE_BYTES = 8 * 1024 * 1024;
+/** SCAN COUNT of discovery's pass over every key name. */
+const DISCOVER_SCAN_COUNT = 10_000;
+/** The largest SCAN COUNT (buckets visited per call, when a pattern matches few keys). */
+const MAX_SCAN_COUNT = 100_000;
+/** DUMP batches requested at the source before the first of them is taken. */
+const READ_AHEAD = 3;
+/** Members (or string bytes / 100) per page when a large key is staged. */
+const STAGE_PAGE = 10_000;
+/** A staged key left by a stopped run expires after this long. */
+const STAGE_EXPIRY_MS = 24 * 3600 * 1000;
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Source side of the bulk path, per batch. KEYS: the batch's keys; ARGV: the size above which
+ * a key is not dumped, and "1" when PEXPIRETIME exists. Returns per key its absolute expiry
+ * in ms (-1 none, -2 gone) and its DUMP payload, or its size when it is too large to dump.
+ * Without PEXPIRETIME (Redis < 7) the expiry is PTTL plus the server's clock.
+ */
+const DUMP_SCRIPT = `
+local limit = tonumber(ARGV[1])
+local absolute = ARGV[2] == '1'
+local now = 0
+if not absolute then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local out = {}
+for i, k in ipairs(KEYS) do
+  local t
+  if absolute then
+    t = redis.call('PEXPIRETIME', k)
+  else
+    t = redis.call('PTTL', k)
+    if t >= 0 then t = now + t end
+  end
+  local v = 0
+  if t ~= -2 then
+    local size = redis.call('MEMORY', 'USAGE', k)
+    if not size then t = -2
+    elseif size > limit then v = size
+    else v = redis.call('DUMP', k) end
+  end
+  out[2 * i - 1] = t
+  out[2 * i] = v
+end
+return out`;
+
+/** One batch of the bulk path as read at the source. */
+interface DumpBatch {
+  items: { key: Buffer; expiry: number; payload: Buffer }[];
+  /** Keys too large to DUMP: staged in pages. */
+  large: { key: Buffer; expiry: number }[];
+  bookmark: Bookmark;
+}
 
 /**
  * Opens `redis://` and `rediss://` instances.
@@ -106,6 +162,16 @@ export class RedisConnector implements Connector, BulkTransfer {
   readonly #patterns = new Map<string, Pattern>();
   /** Natural-key lookups of table collections: key string → record, built by one scan. */
   readonly #indexes = new Map<string, Map<string, Row>>();
+  /** The bulk path's own connection (see resp.ts), opened on first use. */
+  #resp: Promise<RespConnection> | undefined;
+  /** The bulk path's read-ahead per collection: where its next batch starts, and the batches. */
+  readonly #ahead = new Map<string, { at: string; batches: AsyncGenerator<DumpBatch> }>();
+  /** Keys per prefix collection as {@link discover} counted them (cleared by writes). */
+  readonly #counted = new Map<string, number>();
+  /** {@link #counted} holds what discover counted (no write since). */
+  #discovered = false;
+  /** Why bulk batches go with typed commands (no DUMP/RESTORE), once that is known. */
+  #typedOnly: string | undefined;
   #closed = false;
 
   private constructor(url: string, location: RedisLocation, client: Redis) {
@@ -180,20 +246,29 @@ export class RedisConnector implements Connector, BulkTransfer {
    */
   async discover(): Promise<CollectionSchema[]> {
     await this.#loadTables();
-    // prefix (latin1 text of the key's bytes) → whether some key continues it with `:`.
-    const prefixes = new Map<string, boolean>();
-    for await (const batch of this.#scan("*", "0")) {
+    // prefix (latin1 text of the key's bytes) → whether some key continues it with `:`, and
+    // how many keys it has (so `count` need not scan again).
+    const prefixes = new Map<string, { continued: boolean; keys: number; table: boolean }>();
+    for await (const batch of this.#scan("*", "0", DISCOVER_SCAN_COUNT)) {
       for (const k of batch.keys) {
-        const text = k.toString("latin1");
-        const colon = text.indexOf(":");
-        const prefix = colon < 0 ? text : text.slice(0, colon);
-        if (this.#tables.has(Buffer.from(prefix, "latin1").toString("utf8"))) continue;
-        prefixes.set(prefix, (prefixes.get(prefix) ?? false) || colon >= 0);
+        const colon = k.indexOf(58); // ':'
+        const prefix = k.toString("latin1", 0, colon < 0 ? k.length : colon);
+        let p = prefixes.get(prefix);
+        if (p === undefined) {
+          p = { continued: false, keys: 0, table: this.#tables.has(Buffer.from(prefix, "latin1").toString("utf8")) };
+          prefixes.set(prefix, p);
+        }
+        p.continued ||= colon >= 0;
+        p.keys++;
       }
     }
+    for (const [prefix, p] of prefixes) if (p.table) prefixes.delete(prefix);
     const out: CollectionSchema[] = [...this.#tables.values()];
-    for (const [prefix, continued] of [...prefixes].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    this.#counted.clear();
+    this.#discovered = true;
+    for (const [prefix, { continued, keys }] of [...prefixes].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
       const name = Buffer.from(prefix, "latin1").toString("utf8");
+      this.#counted.set(name, keys);
       // `user:*` holds the user keys; a key with no `:` (and no keys under it) is its own collection.
       const exact = escapeGlob(prefix);
       if (continued) this.#patterns.set(name, { match: Buffer.from(`${exact}*`, "latin1"), exclude: [], prefix });
@@ -236,9 +311,21 @@ export class RedisConnector implements Connector, BulkTransfer {
     return out;
   }
 
+  /**
+   * Keys of the collection: from {@link discover}'s scan when it counted them and nothing was
+   * written or excluded since, else by a SCAN of the collection's pattern.
+   */
   async count(collection: CollectionSchema): Promise<number | undefined> {
     let n = 0;
     const pattern = this.#patternOf(collection);
+    if (pattern.exclude.length === 0 && this.#discovered) {
+      const counted = this.#counted.get(collection.name);
+      if (counted !== undefined) return counted;
+      // `*`: every key-space key discover counted.
+      if (pattern.match.toString("latin1") === "*" && this.#tables.size === 0) {
+        return [...this.#counted.values()].reduce((a, b) => a + b, 0);
+      }
+    }
     for await (const batch of this.#scan(pattern.match, "0")) {
       n += batch.keys.filter((k) => !excluded(k, pattern)).length;
     }
@@ -291,14 +378,19 @@ export class RedisConnector implements Connector, BulkTransfer {
     let cursor = from.cursor;
     let skip = from.skip;
     let first = true;
+    // SCAN's COUNT grows while replies hold few keys (a pattern matching a small part of the
+    // key space), so a batch takes few round trips. Replies from one cursor list the same
+    // keys in the same order whatever the COUNT, so `skip` may go on into the next replies.
+    let count = Math.min(size, 10_000);
     while (first || cursor !== "0") {
       first = false;
-      const [next, raw] = await this.#scanOnce(cursor, pattern.match, Math.min(size, 10_000));
+      const [next, raw] = await this.#scanOnce(cursor, pattern.match, count);
       raw.forEach((key, index) => {
-        if (index < skip || key.toString("latin1").startsWith(INTERNAL) || excluded(key, pattern)) return;
+        if (index < skip || isInternal(key) || excluded(key, pattern)) return;
         pending.push({ key, cursor, index });
       });
-      skip = 0;
+      skip = Math.max(0, skip - raw.length);
+      if (raw.length < size / 4) count = Math.min(count * 2, MAX_SCAN_COUNT);
       cursor = next.toString();
       while (pending.length >= size) yield emit(size);
     }
@@ -323,15 +415,22 @@ export class RedisConnector implements Connector, BulkTransfer {
   }
 
   /**
-   * The next at most `limit` keys after `after`: DUMP with their absolute expiry read in one
-   * pipeline at the source, then RESTORE … ABSTTL in one MULTI/EXEC with the checkpoint at
-   * the target. Keys larger than {@link BULK_VALUE_BYTES} (by MEMORY USAGE) take typed
-   * commands instead (read in pages, written in chunks of {@link PAGE} members; the key's
-   * value is still held whole in memory); keys gone or expired meanwhile are left out
-   * (never resurrected).
+   * The next at most `limit` keys after `after`, as DUMP payloads.
    *
-   * @throws FerryError `E_WRITE` when the target refuses a payload (another RDB version, a
-   * key that exists): nothing of the batch is written, and the record path redoes it.
+   * The source runs {@link DUMP_SCRIPT} per batch (expiry, size and DUMP of each key in one
+   * call), requested {@link READ_AHEAD} batches ahead over a {@link RespConnection}. The
+   * target takes RESTORE … ABSTTL per key in one pipeline, then the checkpoint once every key
+   * was written (a run stopped in between redoes the batch, which is then refused because its
+   * keys exist, and redone key by key by the record path, which overwrites them).
+   *
+   * Keys over {@link BULK_VALUE_BYTES} (by MEMORY USAGE) are staged instead: copied member
+   * page by member page into a temporary key at the target, renamed in with the batch.
+   * Keys gone or expired meanwhile are left out (never resurrected). When the target cannot
+   * take the source's payloads (an older RDB version) or either side may not run the
+   * commands, batches go with typed commands from then on.
+   *
+   * @throws FerryError `E_WRITE` when the target refuses a key (one that exists, out of
+   * memory): the checkpoint is not saved, and the record path redoes the batch key by key.
    */
   async bulkCopyFrom(
     source: Connector,
@@ -340,67 +439,279 @@ export class RedisConnector implements Connector, BulkTransfer {
     checkpoint: (count: number, bookmark: Bookmark) => Checkpoint,
   ): Promise<{ count: number; bookmark: Bookmark }> {
     const src = source as RedisConnector;
-    // Checkpoints every BULK_KEYS keys at most: a MULTI of 100,000 RESTOREs costs the client
-    // more than the round trips it saves.
-    const batches = src.#keyBatches(collection, options.after, Math.min(options.limit, BULK_KEYS));
-    const first = await batches.next();
-    await batches.return(undefined);
-    if (first.done) return { count: 0, bookmark: options.after ?? { cursor: "0", skip: 0 } };
-    const { keys, bookmark } = first.value;
-    const head = src.#client.pipeline();
-    for (const k of keys) {
-      if (src.#absoluteTtl) head.pexpiretime(k);
-      else head.pttl(k);
-      head.memory("USAGE", k);
+    this.#discovered = false;
+    // Checkpoints every BULK_KEYS keys at most: a batch's script holds every payload of it.
+    const batch = await src.#nextDumps(collection, options.after, Math.min(options.limit, BULK_KEYS));
+    if (batch === undefined) return { count: 0, bookmark: options.after ?? { cursor: "0", skip: 0 } };
+    const where = `bulk copy of ${collection.name} from ${src.displayUrl}`;
+    if (this.#typedOnly !== undefined || src.#typedOnly !== undefined) {
+      return this.#typedBatch(src, collection, batch, checkpoint);
     }
-    const now = Date.now();
-    const heads = await src.#exec(head, "read expiry and size");
-    const small: { key: Buffer; expiry: number }[] = [];
-    const large: Buffer[] = [];
-    keys.forEach((key, i) => {
-      const t = Number(heads[i * 2]);
-      if (t === -2 || heads[i * 2 + 1] === null) return; // gone since the SCAN
-      const expiry = t < 0 ? 0 : src.#absoluteTtl ? t : now + t;
-      if (expiry !== 0 && expiry <= Date.now()) return; // expired: not resurrected
-      if (Number(heads[i * 2 + 1]) > BULK_VALUE_BYTES) large.push(key);
-      else small.push({ key, expiry });
-    });
-    const dump = src.#client.pipeline();
-    for (const s of small) dump.dumpBuffer(s.key);
-    const payloads = await src.#exec(dump, "dump keys");
-    const tx = this.#client.multi();
-    let count = 0;
-    small.forEach((s, i) => {
-      const payload = payloads[i] as Buffer | null;
-      if (payload === null) return;
-      tx.call("RESTORE", s.key, String(s.expiry), payload, ...(s.expiry === 0 ? [] : ["ABSTTL"]));
-      count++;
-    });
-    const failures: WriteFailure[] = [];
-    if (large.length > 0) {
-      const records = await src.#readKeys(large);
-      await this.#writeKeyspace(
-        tx,
-        records.map((record) => ({ op: "insert", record })),
-        failures,
+    const staged: { tmp: Buffer; key: Buffer; expiry: number }[] = [];
+    for (const big of batch.large) {
+      const tmp = await this.#stage(src, big.key);
+      if (tmp !== undefined) staged.push({ tmp, ...big });
+    }
+    const count = batch.items.length + staged.length;
+    const conn = await this.#respConnection();
+    const w = new RespWriter();
+    for (const s of staged) {
+      w.command(["RENAMENX", s.tmp, s.key]);
+      w.command(s.expiry === 0 ? ["PERSIST", s.key] : ["PEXPIREAT", s.key, String(s.expiry)]);
+    }
+    for (const i of batch.items) {
+      w.command(
+        i.expiry === 0 ? ["RESTORE", i.key, "0", i.payload] : ["RESTORE", i.key, String(i.expiry), i.payload, "ABSTTL"],
       );
-      count += records.length;
     }
+    const replies = await this.#respSend(conn, w, where);
+    const refused: string[] = [];
+    staged.forEach((s, i) => {
+      if (replies[2 * i] === 0) refused.push(`key ${show(s.key)}: BUSYKEY Target key name already exists.`);
+    });
+    batch.items.forEach((item, i) => {
+      const r = replies[2 * staged.length + i];
+      if (r instanceof RespError) refused.push(`key ${show(item.key)}: ${r.message}`);
+    });
+    if (refused.length === batch.items.length + staged.length && this.#typedOnly === undefined) {
+      const first = refused[0] ?? "";
+      if (/payload version|checksum|NOPERM|unknown command/i.test(first)) {
+        // Nothing was written: payloads of a newer Redis than the target, or a user that may
+        // not RESTORE. Typed commands from now on.
+        this.#typedOnly = first;
+        return this.#typedBatch(src, collection, batch, checkpoint);
+      }
+    }
+    if (refused.length > 0) {
+      throw bulkWriteError(
+        refused[0] as string,
+        collection.name,
+        this.displayUrl,
+        where,
+        `${refused.length} of ${count} keys of this batch were refused; the checkpoint was not saved, so the batch is redone key by key`,
+      );
+    }
+    // After the keys: a run stopped in between redoes the batch (its keys then exist, so it is
+    // refused and redone key by key, which overwrites them).
+    const cp = checkpoint(count, batch.bookmark);
+    w.command(["HSET", JOURNAL_KEY, cp.id, JSON.stringify(cp.entry({ failures: [] }))]);
+    checkReplies(await this.#respSend(conn, w, "save checkpoint"), this.displayUrl, collection.name);
+    return { count, bookmark: batch.bookmark };
+  }
+
+  /**
+   * A bulk batch with typed commands (the target cannot RESTORE the source's payloads, or may
+   * not run scripts): the keys are read as records and written as in {@link write}; large
+   * keys are staged as on the DUMP path.
+   */
+  async #typedBatch(
+    src: RedisConnector,
+    collection: CollectionSchema,
+    batch: DumpBatch,
+    checkpoint: (count: number, bookmark: Bookmark) => Checkpoint,
+  ): Promise<{ count: number; bookmark: Bookmark }> {
+    const records = await src.#readKeys(batch.items.map((i) => i.key));
+    const staged: { tmp: Buffer; key: Buffer; expiry: number }[] = [];
+    for (const big of batch.large) {
+      const tmp = await this.#stage(src, big.key);
+      if (tmp !== undefined) staged.push({ tmp, ...big });
+    }
+    const failures: WriteFailure[] = [];
+    const tx = this.#client.multi();
+    await this.#writeKeyspace(
+      tx,
+      records.map((record) => ({ op: "insert", record })),
+      failures,
+    );
+    for (const s of staged) {
+      tx.rename(s.tmp, s.key);
+      if (s.expiry === 0) tx.persist(s.key);
+      else tx.pexpireat(s.key, s.expiry);
+    }
+    const count = records.length + staged.length;
     try {
       if (failures.length > 0) throw new Error(failures.map((f) => f.reason).join("; "));
-      const cp = checkpoint(count, bookmark);
+      const cp = checkpoint(count, batch.bookmark);
       tx.hset(JOURNAL_KEY, cp.id, JSON.stringify(cp.entry({ failures: [] })));
       const replies = await tx.exec();
       if (replies === null) throw new Error("transaction aborted");
       for (const [err] of replies) if (err) throw err;
     } catch (err) {
-      throw new FerryError(
-        "E_WRITE",
-        `bulk copy of ${collection.name} from ${src.displayUrl} failed: ${err instanceof Error ? err.message : String(err)}: nothing of this batch was written`,
-        { cause: err, details: { collection: collection.name } },
+      throw bulkWriteError(
+        err instanceof Error ? err.message : String(err),
+        collection.name,
+        this.displayUrl,
+        `bulk copy of ${collection.name} from ${src.displayUrl}`,
+        "the checkpoint was not saved, so the batch is redone key by key",
       );
     }
-    return { count, bookmark };
+    return { count, bookmark: batch.bookmark };
+  }
+
+  /**
+   * Copies one large key into a temporary key at this (the target) instance, page by page
+   * with typed commands, so neither side's value is ever held whole here. The temporary key
+   * (`ferry:stage:…`, never listed as data) expires in a day should the run stop before the
+   * batch renames it in. Undefined when the key went away meanwhile.
+   */
+  async #stage(src: RedisConnector, key: Buffer): Promise<Buffer | undefined> {
+    const type = String(await src.#call(() => src.#client.type(key), "read type"));
+    if (!(REDIS_TYPES as readonly string[]).includes(type)) {
+      throw new FerryError(
+        "E_UNSUPPORTED",
+        `key ${show(key)} has type ${type}, which Ferry does not copy in pages (module types): exclude it with --collections '!${show(key)}'`,
+      );
+    }
+    const tmp = Buffer.from(`${INTERNAL}stage:${randomUUID()}`, "latin1");
+    const from = await src.#respConnection();
+    const to = await this.#respConnection();
+    const where = `copying large key ${show(key)}`;
+    let wrote = false;
+    let pending: Promise<Reply[]> | undefined;
+    const send = async (w: RespWriter): Promise<void> => {
+      if (!wrote) w.command(["PEXPIRE", tmp, String(STAGE_EXPIRY_MS)]);
+      wrote = true;
+      // One page in flight while the next is read.
+      if (pending) checkReplies(await pending, this.displayUrl, where);
+      pending = to.send(w);
+      pending.catch(() => {});
+    };
+    for await (const page of pages(from, type as RedisType, key, STAGE_PAGE)) {
+      if (page.length === 0) continue;
+      const w = new RespWriter();
+      const items = page as Buffer[];
+      switch (type as RedisType) {
+        case "string":
+          w.command(["APPEND", tmp, items[0] as Buffer]);
+          break;
+        case "hash":
+          w.command(["HSET", tmp, ...items]);
+          break;
+        case "set":
+          w.command(["SADD", tmp, ...items]);
+          break;
+        case "list":
+          w.command(["RPUSH", tmp, ...items]);
+          break;
+        case "zset": {
+          const args: (string | Buffer)[] = ["ZADD", tmp];
+          for (let i = 0; i < items.length; i += 2) args.push(items[i + 1] as Buffer, items[i] as Buffer);
+          w.command(args);
+          break;
+        }
+        case "stream":
+          for (const [id, fields] of page as unknown as [Buffer, Buffer[]][]) w.command(["XADD", tmp, id, ...fields]);
+          break;
+      }
+      await send(w);
+    }
+    if (pending) checkReplies(await pending, this.displayUrl, where);
+    return wrote ? tmp : undefined;
+  }
+
+  /**
+   * The next batch of DUMP payloads of `collection` after `after`, from the read-ahead that
+   * the previous call left (or a new one when the caller asks for another position).
+   */
+  async #nextDumps(
+    collection: CollectionSchema,
+    after: Bookmark | undefined,
+    size: number,
+  ): Promise<DumpBatch | undefined> {
+    const at = `${size}:${JSON.stringify(after ?? null)}`;
+    let ahead = this.#ahead.get(collection.name);
+    if (ahead === undefined || ahead.at !== at) {
+      await ahead?.batches.return(undefined);
+      ahead = { at, batches: this.#dumpBatches(collection, after, size) };
+      this.#ahead.set(collection.name, ahead);
+    }
+    try {
+      const next = await ahead.batches.next();
+      if (next.done) {
+        this.#ahead.delete(collection.name);
+        return undefined;
+      }
+      ahead.at = `${size}:${JSON.stringify(next.value.bookmark)}`;
+      return next.value;
+    } catch (err) {
+      this.#ahead.delete(collection.name);
+      throw err;
+    }
+  }
+
+  /** DUMP payloads batch by batch, each requested {@link READ_AHEAD} batches before it is taken. */
+  async *#dumpBatches(
+    collection: CollectionSchema,
+    after: Bookmark | undefined,
+    size: number,
+  ): AsyncGenerator<DumpBatch> {
+    const conn = await this.#respConnection();
+    const ahead: Promise<DumpBatch>[] = [];
+    for await (const { keys, bookmark } of this.#keyBatches(collection, after, size)) {
+      const p = this.#dumpKeys(conn, keys, bookmark);
+      p.catch(() => {}); // awaited in turn below; a batch never taken must not go unhandled
+      ahead.push(p);
+      if (ahead.length >= READ_AHEAD) yield await (ahead.shift() as Promise<DumpBatch>);
+    }
+    while (ahead.length > 0) yield await (ahead.shift() as Promise<DumpBatch>);
+  }
+
+  async #dumpKeys(conn: RespConnection, keys: Buffer[], bookmark: Bookmark): Promise<DumpBatch> {
+    const batch: DumpBatch = { items: [], large: [], bookmark };
+    if (keys.length === 0) return batch;
+    if (this.#typedOnly !== undefined) {
+      // No scripts here: the keys go typed, their expiry and size read by #readKeys.
+      for (const key of keys) batch.items.push({ key, expiry: 0, payload: EMPTY });
+      return batch;
+    }
+    const w = new RespWriter();
+    w.command([
+      "EVAL",
+      DUMP_SCRIPT,
+      String(keys.length),
+      ...keys,
+      String(BULK_VALUE_BYTES),
+      this.#absoluteTtl ? "1" : "0",
+    ]);
+    const [reply] = await this.#respSend(conn, w, "dump keys");
+    if (reply instanceof RespError) {
+      if (/NOPERM|unknown command|not allowed|disabled/i.test(reply.message)) {
+        // This user may not run the script (or MEMORY, DUMP): typed commands from now on.
+        this.#typedOnly = reply.message;
+        return this.#dumpKeys(conn, keys, bookmark);
+      }
+      throw connectionError(new Error(reply.message), this.displayUrl, this.#location, "dump keys");
+    }
+    const r = reply as Reply[];
+    const now = Date.now();
+    for (let i = 0; i < keys.length; i++) {
+      const t = r[2 * i] as number;
+      const v = r[2 * i + 1] as Buffer | number;
+      if (t === -2) continue; // gone since the SCAN
+      const expiry = t < 0 ? 0 : t;
+      if (expiry !== 0 && expiry <= now) continue; // expired: not resurrected
+      const key = keys[i] as Buffer;
+      if (typeof v === "number") batch.large.push({ key, expiry });
+      else batch.items.push({ key, expiry, payload: v });
+    }
+    return batch;
+  }
+
+  /** This instance's connection for the bulk path (opened on first use). */
+  async #respConnection(): Promise<RespConnection> {
+    this.#resp ??= RespConnection.open(this.#location).catch((err: unknown) => {
+      this.#resp = undefined;
+      throw connectionError(err, this.displayUrl, this.#location, "open bulk connection");
+    });
+    return this.#resp;
+  }
+
+  async #respSend(conn: RespConnection, w: RespWriter, what: string): Promise<Reply[]> {
+    try {
+      return await conn.send(w);
+    } catch (err) {
+      throw connectionError(err, this.displayUrl, this.#location, what);
+    }
   }
 
   /** One SCAN call; `match` as bytes (ioredis types it as a string). */
@@ -422,7 +733,7 @@ export class RedisConnector implements Connector, BulkTransfer {
     do {
       const [next, keys] = await this.#scanOnce(c, match, count);
       c = next.toString();
-      yield { keys: keys.filter((k) => !k.toString("latin1").startsWith(INTERNAL)), cursor: c };
+      yield { keys: keys.filter((k) => !isInternal(k)), cursor: c };
     } while (c !== "0");
   }
 
@@ -635,6 +946,7 @@ export class RedisConnector implements Connector, BulkTransfer {
   async write(collection: CollectionSchema, ops: WriteOp[], checkpoint?: Checkpoint): Promise<WriteResult> {
     const table = this.#tables.get(collection.name);
     const failures: WriteFailure[] = [];
+    this.#discovered = false;
     const tx = this.#client.multi();
     if (table) this.#writeTable(tx, table, ops, failures);
     else await this.#writeKeyspace(tx, ops, failures);
@@ -755,6 +1067,9 @@ export class RedisConnector implements Connector, BulkTransfer {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    for (const a of this.#ahead.values()) await a.batches.return(undefined).catch(() => {});
+    this.#ahead.clear();
+    if (this.#resp) (await this.#resp.catch(() => undefined))?.close();
     await this.#client.quit().catch(() => this.#client.disconnect());
   }
 
@@ -813,6 +1128,13 @@ function namePattern(name: string): Pattern {
 
 function latin1(s: string): string {
   return Buffer.from(s, "utf8").toString("latin1");
+}
+
+const INTERNAL_BYTES = Buffer.from(INTERNAL, "latin1");
+
+/** A key of Ferry's own (`ferry:…`). */
+function isInternal(key: Buffer): boolean {
+  return key.length >= INTERNAL_BYTES.length && INTERNAL_BYTES.compare(key, 0, INTERNAL_BYTES.length) === 0;
 }
 
 /** Whether a key SCAN returned for `p` is not in its collection. */
@@ -1051,6 +1373,77 @@ function connectionError(err: unknown, where: string, location: RedisLocation, w
     );
   }
   return new FerryError("E_CONNECTION", `${where}${doing}: ${message}`, { cause: err });
+}
+
+/**
+ * A large key's members page by page, as RESP replies: string bytes (GETRANGE), hash
+ * field/value and set member lists (HSCAN/SSCAN), list items (LRANGE), sorted-set
+ * member/score lists (ZRANGE by rank), stream entries `[id, fields]` (XRANGE).
+ */
+async function* pages(conn: RespConnection, type: RedisType, key: Buffer, n: number): AsyncGenerator<Reply[]> {
+  const one = async (args: (string | Buffer)[]): Promise<Reply> => {
+    const w = new RespWriter();
+    w.command(args);
+    const [r] = await conn.send(w);
+    if (r instanceof RespError) throw new Error(r.message);
+    return r as Reply;
+  };
+  switch (type) {
+    case "string": {
+      const size = n * 100;
+      for (let at = 0; ; at += size) {
+        const part = (await one(["GETRANGE", key, String(at), String(at + size - 1)])) as Buffer;
+        yield [part];
+        if (part.length < size) return;
+      }
+    }
+    case "hash":
+    case "set": {
+      let cursor = "0";
+      do {
+        const [next, items] = (await one([type === "hash" ? "HSCAN" : "SSCAN", key, cursor, "COUNT", String(n)])) as [
+          Buffer,
+          Buffer[],
+        ];
+        cursor = next.toString();
+        yield items;
+      } while (cursor !== "0");
+      return;
+    }
+    case "list":
+    case "zset":
+      for (let at = 0; ; at += n) {
+        const range = [String(at), String(at + n - 1)];
+        const page = (await one(
+          type === "list" ? ["LRANGE", key, ...range] : ["ZRANGE", key, ...range, "WITHSCORES"],
+        )) as Buffer[];
+        yield page;
+        if (page.length < (type === "list" ? n : 2 * n)) return;
+      }
+    case "stream": {
+      let from = "-";
+      for (;;) {
+        const page = (await one(["XRANGE", key, from, "+", "COUNT", String(n)])) as [Buffer, Buffer[]][];
+        yield page as unknown as Reply[];
+        const last = page[page.length - 1];
+        if (page.length < n || last === undefined) return;
+        from = `(${last[0].toString()}`;
+      }
+    }
+  }
+}
+
+/** Throws on the first error reply of a batch of commands. */
+function checkReplies(replies: Reply[], where: string, what: string): void {
+  for (const r of replies) {
+    if (r instanceof RespError) throw writeError(new Error(r.message), what, where);
+  }
+}
+
+/** A bulk batch the target refused, worded by what happened (`outcome`). */
+function bulkWriteError(message: string, collection: string, where: string, what: string, outcome: string): FerryError {
+  if (/OOM/.test(message)) return writeError(new Error(message), collection, where);
+  return new FerryError("E_WRITE", `${what} failed: ${message}: ${outcome}`, { details: { collection } });
 }
 
 function writeError(err: unknown, collection: string, where: string): FerryError {
