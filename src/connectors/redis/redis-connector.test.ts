@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
@@ -27,7 +28,13 @@ afterAll(async () => {
 
 function client(url: string): Redis {
   const u = new URL(url);
-  const c = new Redis({ host: u.hostname, port: Number(u.port), db: Number(u.pathname.slice(1)), protocol: 2 });
+  const c = new Redis({
+    host: u.hostname,
+    port: Number(u.port),
+    db: Number(u.pathname.slice(1)),
+    protocol: 2,
+    ...(u.password === "" ? {} : { password: decodeURIComponent(u.password) }),
+  });
   c.on("error", () => {});
   return c;
 }
@@ -92,12 +99,15 @@ async function snapshot(url: string): Promise<Map<string, { type: string; expiry
         const hex = (x: Buffer[]) => x.map((y) => y.toString("hex"));
         let value: unknown;
         if (type === "string") value = (await c.getBuffer(k))?.toString("hex");
-        else if (type === "hash") value = hex((await c.hscanBuffer(k, "0", "COUNT", "100000"))[1]);
+        else if (type === "hash") value = hex((await c.callBuffer("HGETALL", k)) as Buffer[]);
         else if (type === "list") value = hex(await c.lrangeBuffer(k, 0, -1));
         else if (type === "set") value = hex((await c.smembersBuffer(k)).sort(Buffer.compare));
         else if (type === "zset") value = hex(await c.zrangeBuffer(k, "0", "-1", "WITHSCORES"));
         else if (type === "stream") value = JSON.stringify(await c.xrange(k, "-", "+"));
         if (type === "hash") value = pairsSorted(value as string[]);
+        // Large values compare by digest (a failing diff of a million elements takes minutes).
+        const text = JSON.stringify(value);
+        if (text.length > 100_000) value = `sha256:${createHash("sha256").update(text).digest("hex")}`;
         out.set(k.toString("hex"), { type, expiry, value });
       }
     } while (cursor !== "0");
@@ -247,5 +257,102 @@ describe("redis connector", () => {
     const wrongDb = await openConnector(`redis://127.0.0.1:${a.port}/5000`, {}).catch((e: unknown) => e);
     expect(isFerryError(wrongDb, "E_CONFIG")).toBe(true);
     expect((wrongDb as Error).message).toMatch(/database 5000 does not exist/);
+  });
+});
+
+describe("redis bulk path: large keys, credentials, refusals", () => {
+  let locked: TestRedis;
+  let tiny: TestRedis;
+  beforeAll(async () => {
+    locked = await startRedis(16, { args: ["--requirepass", "pa:ss@word"], password: "pa:ss@word" });
+    tiny = await startRedis(4, { args: ["--maxmemory", "3mb", "--maxmemory-policy", "noeviction"] });
+  });
+  afterAll(async () => {
+    await locked?.stop();
+    await tiny?.stop();
+  });
+
+  it("stages keys over 8 MB page by page: every type arrives whole, with its expiry, and no staging key is left", async () => {
+    const src = await a.fresh();
+    const dst = await b.fresh();
+    const at = Date.now() + 3 * DAY;
+    await withClient(src, async (c) => {
+      for (let i = 0; i < 200_000; i += 5000) {
+        const p = c.pipeline();
+        const z: (string | number)[] = [];
+        const h: string[] = [];
+        const l: string[] = [];
+        const s: string[] = [];
+        for (let j = i; j < i + 5000; j++) {
+          z.push(j % 7 === 0 ? "inf" : j / 3, `member\x00${j}`);
+          h.push(`field-${j}`, `value-${j}-${"v".repeat(40)}`);
+          l.push(`item-${j}-${"l".repeat(40)}`);
+          s.push(`m-${j}-${"s".repeat(40)}`);
+        }
+        p.zadd("big:zset", ...z);
+        p.hset("big:hash", ...h);
+        p.rpush("big:list", ...l);
+        p.sadd("big:set", ...s);
+        for (let j = i; j < i + 5000; j += 50) p.xadd("big:stream", `${j + 1}-0`, "f", "x".repeat(3000));
+        await p.exec();
+      }
+      await c.set("big:string", Buffer.alloc(9 * 1024 * 1024, 0xab));
+      await c.pexpireat("big:zset", at);
+      await c.pexpireat("big:string", at);
+      await c.set("small", "1");
+      for (const k of ["big:zset", "big:hash", "big:list", "big:set", "big:stream", "big:string"]) {
+        expect(Number(await c.memory("USAGE", k))).toBeGreaterThan(8 * 1024 * 1024);
+      }
+    });
+    const r = await copy({ from: src, to: dst });
+    expect(r.status).toBe("done");
+    expect(r.total.copied).toBe(7);
+    expectSame(await snapshot(dst), await snapshot(src));
+    await withClient(dst, async (c) => {
+      expect(await c.keys("ferry:stage:*")).toEqual([]);
+      expect(Number(await c.pexpiretime("big:zset"))).toBe(at);
+      expect(Number(await c.pexpiretime("big:hash"))).toBe(-1);
+    });
+  }, 60_000);
+
+  it("copies between password-protected instances (the bulk connection authenticates too)", async () => {
+    const src = await locked.fresh();
+    const dst = await locked.fresh();
+    await seedRelay(src);
+    const bulk = vi.spyOn(RedisConnector.prototype, "bulkCopyFrom");
+    const r = await copy({ from: src, to: dst });
+    expect(r.status).toBe("done");
+    expect(bulk.mock.results.some((x) => x.type === "return")).toBe(true);
+    bulk.mockRestore();
+    expectSame(await snapshot(dst), await snapshot(src));
+    const wrong = await copy({ from: src.replace("pa%3Ass%40word", "nope"), to: dst }).catch((e: unknown) => e);
+    expect(isFerryError(wrong, "E_CONNECTION")).toBe(true);
+    expect((wrong as Error).message).toMatch(/refused the credentials/);
+    expect((wrong as Error).message).not.toMatch(/nope/);
+  });
+
+  it("goes on with typed commands when the user may not run scripts (ACL)", async () => {
+    const src = await a.fresh();
+    const dst = await b.fresh();
+    await seedRelay(src);
+    await withClient(src, (c) => c.call("ACL", "SETUSER", "noscript", "on", ">pw", "~*", "+@all", "-@scripting"));
+    const db = new URL(src).pathname;
+    const r = await copy({ from: `redis://noscript:pw@127.0.0.1:${a.port}${db}`, to: dst });
+    expect(r.status).toBe("done");
+    expectSame(await snapshot(dst), await snapshot(src));
+  });
+
+  it("names an out-of-memory target and says what to do; nothing is lost for --resume", async () => {
+    const src = await a.fresh();
+    const dst = await tiny.fresh();
+    await withClient(src, async (c) => {
+      const p = c.pipeline();
+      for (let i = 0; i < 3000; i++) p.set(`blob:${i}`, "x".repeat(2000));
+      await p.exec();
+    });
+    const failed = await copy({ from: src, to: dst }).catch((e: unknown) => e);
+    const message = failed instanceof Error ? failed.message : JSON.stringify(failed);
+    expect(message).toMatch(/out of memory \(maxmemory\)/);
+    expect(message).toMatch(/raise maxmemory.*--resume/);
   });
 });

@@ -205,14 +205,19 @@ export class RedisConnector implements Connector, BulkTransfer {
     };
     const client = new Redis(options);
     // Errors surface on the commands that meet them; a dropped idle connection must not crash.
-    client.on("error", () => {});
+    // The first one is kept: a refused AUTH closes the connection, and connect() then only
+    // says "Connection is closed".
+    let first: unknown;
+    client.on("error", (err: unknown) => {
+      first ??= err;
+    });
     try {
       await client.connect();
       // Selected here, not by ioredis at connect, so a database that does not exist is an error.
       if (location.db !== 0) await client.select(location.db);
     } catch (err) {
       client.disconnect();
-      throw connectionError(err, where, location);
+      throw connectionError(first ?? err, where, location);
     }
     const c = new RedisConnector(url, location, client);
     try {
@@ -1447,7 +1452,9 @@ function bulkWriteError(message: string, collection: string, where: string, what
 }
 
 function writeError(err: unknown, collection: string, where: string): FerryError {
-  const message = err instanceof Error ? err.message : String(err);
+  // EXECABORT carries the refusals that aborted the transaction (ioredis: previousErrors).
+  const previous = (err as { previousErrors?: unknown[] } | null)?.previousErrors ?? [];
+  const message = [err, ...previous].map((e) => (e instanceof Error ? e.message : String(e))).join("; ");
   if (/OOM/.test(message)) {
     return new FerryError(
       "E_WRITE",
