@@ -4,11 +4,13 @@
 // redis-cli --pipe (timed: the native rate), then Ferry copies it into the empty second one.
 // Reports seconds, keys/s, peak RSS, and Ferry's rate as a fraction of redis-cli's.
 //
-// Usage: npm run build && node bench/redis-copy.mjs [--keys 1000000] [--runs 1]
+// Usage: npm run build && node bench/redis-copy.mjs [--keys 1000000] [--runs 1] [--zset 10000000]
 //   mix: 60% hashes of 6 fields, 30% strings of ~100 bytes, 10% sorted sets of 10 members.
+//   --zset N: also copy one sorted set of N members (0: skip) and report Ferry's peak RSS
+//   (large keys move page by page, so it stays flat whatever N is).
 // Needs: redis-server and redis-cli on PATH.
 import { spawn, spawnSync } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { createWriteStream, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -16,7 +18,11 @@ import { parseArgs } from "node:util";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const { values } = parseArgs({
-  options: { keys: { type: "string", default: "1000000" }, runs: { type: "string", default: "1" } },
+  options: {
+    keys: { type: "string", default: "1000000" },
+    runs: { type: "string", default: "1" },
+    zset: { type: "string", default: "10000000" },
+  },
 });
 const keys = Number(values.keys);
 const runs = Number(values.runs);
@@ -136,3 +142,47 @@ console.log(
 console.log(
   `| ferry copy redis → redis | ${f.seconds.toFixed(2)} s | ${Math.round(keys / f.seconds).toLocaleString()} | ${f.rssMB.toFixed(0)} MB | ${(n.seconds / f.seconds).toFixed(2)} |`,
 );
+
+// One sorted set of --zset members: Ferry's peak RSS while copying it.
+const members = Number(values.zset);
+if (members > 0) {
+  const zfile = join(dataDir, `redis-zset-${members}.resp`);
+  if (!existsSync(zfile)) {
+    const out = createWriteStream(zfile);
+    for (let i = 0; i < members; i += 10_000) {
+      const n = Math.min(10_000, members - i);
+      let cmd = `*${2 + 2 * n}\r\n$4\r\nZADD\r\n$8\r\nbig:zset\r\n`;
+      for (let j = i; j < i + n; j++) {
+        const score = String(j * 1.5);
+        const member = `member-${j}`;
+        cmd += `$${score.length}\r\n${score}\r\n$${member.length}\r\n${member}\r\n`;
+      }
+      if (!out.write(cmd)) await new Promise((r) => out.once("drain", r));
+    }
+    await new Promise((r) => out.end(r));
+  }
+  const src = await server();
+  const dst = await server();
+  try {
+    const load = measure(`redis-cli -p ${src.port} --pipe < ${zfile} > /dev/null`);
+    const f = measure(
+      `${JSON.stringify(process.execPath)} ${bin} copy --from redis://127.0.0.1:${src.port}/0 --to redis://127.0.0.1:${dst.port}/0 --yes 2> /dev/null`,
+    );
+    const card = Number(
+      spawnSync("redis-cli", ["-p", String(dst.port), "zcard", "big:zset"], { encoding: "utf8" }).stdout.trim(),
+    );
+    if (card !== members) throw new Error(`target sorted set holds ${card} members, expected ${members}`);
+    console.log(`\none sorted set of ${members.toLocaleString()} members\n`);
+    console.log("| method | time | members/s | peak RSS |");
+    console.log("| --- | ---: | ---: | ---: |");
+    console.log(
+      `| redis-cli --pipe (load) | ${load.seconds.toFixed(2)} s | ${Math.round(members / load.seconds).toLocaleString()} | ${load.rssMB.toFixed(0)} MB |`,
+    );
+    console.log(
+      `| ferry copy redis → redis | ${f.seconds.toFixed(2)} s | ${Math.round(members / f.seconds).toLocaleString()} | ${f.rssMB.toFixed(0)} MB |`,
+    );
+  } finally {
+    src.stop();
+    dst.stop();
+  }
+}
