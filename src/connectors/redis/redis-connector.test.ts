@@ -8,6 +8,7 @@ import { tempDir } from "../../../test/helpers.js";
 import { copy } from "../../core/copy.js";
 import { isFerryError } from "../../core/errors.js";
 import { openConnector } from "../../core/registry.js";
+import type { CollectionSchema } from "../../core/schema.js";
 import { RedisConnector } from "./redis-connector.js";
 
 let a: TestRedis;
@@ -354,5 +355,41 @@ describe("redis bulk path: large keys, credentials, refusals", () => {
     const message = failed instanceof Error ? failed.message : JSON.stringify(failed);
     expect(message).toMatch(/out of memory \(maxmemory\)/);
     expect(message).toMatch(/raise maxmemory.*--resume/);
+  });
+});
+
+describe("redis bulk path: a batch whose keys already exist (a run stopped before its checkpoint)", () => {
+  it("is refused whole by key, its checkpoint not saved, and a copy redoes it key by key", async () => {
+    const src = await a.fresh();
+    const dst = await b.fresh();
+    await seedRelay(src);
+    // As if a run had restored some keys and stopped before saving the checkpoint.
+    await withClient(dst, async (c) => {
+      await c.set("counter", "stale");
+      await c.set("apikey:index:version", "stale");
+    });
+    const source = (await openConnector(src, {})) as RedisConnector;
+    const target = (await openConnector(dst, { write: true })) as RedisConnector;
+    try {
+      const [collection] = await source.resolve(["*"]);
+      const refused = await target
+        .bulkCopyFrom(source, collection as CollectionSchema, { limit: 1000 }, (count, bookmark) => ({
+          runId: "r",
+          id: "r/part",
+          entry: () => ({ count, bookmark }) as never,
+        }))
+        .catch((e: unknown) => e);
+      expect(isFerryError(refused, "E_WRITE")).toBe(true);
+      expect((refused as Error).message).toMatch(/key (counter|apikey:index:version): BUSYKEY/);
+      expect((refused as Error).message).toMatch(/checkpoint was not saved/);
+      await withClient(dst, async (c) => expect(await c.hget("ferry:journal", "r/part")).toBeNull());
+    } finally {
+      await source.close();
+      await target.close();
+    }
+    await withClient(dst, (c) => c.del("ferry:journal"));
+    const r = await copy({ from: src, to: dst, conflict: "overwrite" });
+    expect(r.status).toBe("done");
+    expectSame(await snapshot(dst), await snapshot(src));
   });
 });
