@@ -96,7 +96,9 @@ describe("RespConnection against a real server, checked with ioredis", () => {
           async (keys, values) => {
             await io.flushdb();
             const w = new RespWriter();
-            keys.forEach((k, i) => w.command(["SET", Buffer.from(k), Buffer.from(values[i] as Uint8Array)]));
+            for (const [i, k] of keys.entries()) {
+              w.command(["SET", Buffer.from(k), Buffer.from(values[i] as Uint8Array)]);
+            }
             const replies = await conn.send(w);
             expect(replies).toEqual(keys.map(() => "OK"));
             for (const [i, k] of keys.entries()) {
