@@ -446,17 +446,21 @@ export class RedisConnector implements Connector, BulkTransfer {
     const src = source as RedisConnector;
     this.#discovered = false;
     // Checkpoints every BULK_KEYS keys at most: a batch's script holds every payload of it.
-    const batch = await src.#nextDumps(collection, options.after, Math.min(options.limit, BULK_KEYS));
-    if (batch === undefined) return { count: 0, bookmark: options.after ?? { cursor: "0", skip: 0 } };
+    const size = Math.min(options.limit, BULK_KEYS);
+    let batch = await src.#nextDumps(collection, options.after, size);
+    let passed: Bookmark | undefined = options.after;
+    // A batch whose keys all went away (or expired) meanwhile: on to the next, since a count
+    // of 0 means the end of the collection.
+    while (batch !== undefined && batch.items.length === 0 && batch.large.length === 0) {
+      passed = batch.bookmark;
+      batch = await src.#nextDumps(collection, passed, size);
+    }
+    if (batch === undefined) return { count: 0, bookmark: passed ?? { cursor: "0", skip: 0 } };
     const where = `bulk copy of ${collection.name} from ${src.displayUrl}`;
     if (this.#typedOnly !== undefined || src.#typedOnly !== undefined) {
       return this.#typedBatch(src, collection, batch, checkpoint);
     }
-    const staged: { tmp: Buffer; key: Buffer; expiry: number }[] = [];
-    for (const big of batch.large) {
-      const tmp = await this.#stage(src, big.key);
-      if (tmp !== undefined) staged.push({ tmp, ...big });
-    }
+    const staged = await this.#stageAll(src, batch);
     const count = batch.items.length + staged.length;
     const conn = await this.#respConnection();
     const w = new RespWriter();
@@ -516,11 +520,7 @@ export class RedisConnector implements Connector, BulkTransfer {
     checkpoint: (count: number, bookmark: Bookmark) => Checkpoint,
   ): Promise<{ count: number; bookmark: Bookmark }> {
     const records = await src.#readKeys(batch.items.map((i) => i.key));
-    const staged: { tmp: Buffer; key: Buffer; expiry: number }[] = [];
-    for (const big of batch.large) {
-      const tmp = await this.#stage(src, big.key);
-      if (tmp !== undefined) staged.push({ tmp, ...big });
-    }
+    const staged = await this.#stageAll(src, batch);
     const failures: WriteFailure[] = [];
     const tx = this.#client.multi();
     await this.#writeKeyspace(
@@ -551,6 +551,16 @@ export class RedisConnector implements Connector, BulkTransfer {
       );
     }
     return { count, bookmark: batch.bookmark };
+  }
+
+  /** The batch's large keys staged at this instance (keys gone meanwhile left out). */
+  async #stageAll(src: RedisConnector, batch: DumpBatch): Promise<{ tmp: Buffer; key: Buffer; expiry: number }[]> {
+    const staged: { tmp: Buffer; key: Buffer; expiry: number }[] = [];
+    for (const big of batch.large) {
+      const tmp = await this.#stage(src, big.key);
+      if (tmp !== undefined) staged.push({ tmp, ...big });
+    }
+    return staged;
   }
 
   /**
