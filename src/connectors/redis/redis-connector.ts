@@ -580,7 +580,7 @@ export class RedisConnector implements Connector, BulkTransfer {
     const tmp = Buffer.from(`${INTERNAL}stage:${randomUUID()}`, "latin1");
     const from = await src.#respConnection();
     const to = await this.#respConnection();
-    const where = `copying large key ${show(key)}`;
+    const where = `large key ${show(key)}`;
     let wrote = false;
     let pending: Promise<Reply[]> | undefined;
     const send = async (w: RespWriter): Promise<void> => {

@@ -11,6 +11,7 @@
  */
 import { connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
+import type { RedisLocation } from "./redis-url.js";
 
 /** A reply: bulk strings as Buffers (null for nil), integers as numbers, errors as {@link RespError}. */
 export type Reply = Buffer | number | string | null | RespError | Reply[];
@@ -189,16 +190,6 @@ export class RespWriter {
   }
 }
 
-/** Where and as whom to connect. */
-export interface RespTarget {
-  host: string;
-  port: number;
-  db: number;
-  username?: string;
-  password?: string;
-  tls: boolean;
-}
-
 /**
  * One connection that sends batches of commands and resolves each batch with its replies in
  * order. Batches may overlap (the server answers in order). A dropped connection rejects every
@@ -236,7 +227,7 @@ export class RespConnection {
    *
    * @throws Error with the server's or the socket's message (the caller words it).
    */
-  static async open(to: RespTarget, timeoutMs = 10_000): Promise<RespConnection> {
+  static async open(to: RedisLocation, timeoutMs = 10_000): Promise<RespConnection> {
     const socket = await new Promise<Socket>((resolve, reject) => {
       const s: Socket = to.tls
         ? tlsConnect({ host: to.host, port: to.port, servername: to.host }, () => ready())
