@@ -61,6 +61,51 @@ describe("RespReader", () => {
     expect(got[1]).toBe("OK");
   });
 
+  it("encodes any command, string or byte arguments of any length, as RESP arrays of bulk strings", () => {
+    // Reference decoder of the request format, written plainly.
+    const decode = (b: Buffer): Buffer[][] => {
+      const out: Buffer[][] = [];
+      let at = 0;
+      const line = (): string => {
+        const end = b.indexOf("\r\n", at);
+        const s = b.toString("latin1", at, end);
+        at = end + 2;
+        return s;
+      };
+      while (at < b.length) {
+        const head = line();
+        expect(head[0]).toBe("*");
+        const args: Buffer[] = [];
+        for (let n = Number(head.slice(1)); n > 0; n--) {
+          const len = line();
+          expect(len[0]).toBe("$");
+          args.push(b.subarray(at, at + Number(len.slice(1))));
+          at += Number(len.slice(1));
+          expect(b.toString("latin1", at, at + 2)).toBe("\r\n");
+          at += 2;
+        }
+        out.push(args);
+      }
+      return out;
+    };
+    const arg = fc.oneof(
+      fc.string({ maxLength: 80 }),
+      fc.string({ unit: "grapheme", maxLength: 80 }),
+      fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.from(a)),
+    );
+    fc.assert(
+      fc.property(fc.array(fc.array(arg, { minLength: 1, maxLength: 12 }), { maxLength: 20 }), (commands) => {
+        const w = new RespWriter();
+        for (const c of commands) w.command(c);
+        expect(w.count).toBe(commands.length);
+        const bytes = w.take();
+        expect(decode(bytes)).toEqual(commands.map((c) => c.map((a) => (typeof a === "string" ? Buffer.from(a) : a))));
+        expect(w.take().length).toBe(0);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
   it("refuses bytes that are not RESP", () => {
     const reader = new RespReader(() => {});
     expect(() => reader.feed(Buffer.from("hello\r\n"))).toThrow(/not a RESP reply/);

@@ -150,21 +150,12 @@ export class RespWriter {
   count = 0;
 
   command(args: readonly (Buffer | string)[]): void {
-    this.#ascii(`*${args.length}\r\n`);
+    this.#room(16);
+    this.#buf[this.#len++] = 42; // '*'
+    this.#decimal(args.length);
     for (const a of args) {
-      if (typeof a === "string") {
-        const bytes = Buffer.byteLength(a);
-        this.#ascii(`$${bytes}\r\n`);
-        this.#room(bytes + 2);
-        this.#len += this.#buf.write(a, this.#len, "utf8");
-      } else {
-        this.#ascii(`$${a.length}\r\n`);
-        this.#room(a.length + 2);
-        a.copy(this.#buf, this.#len);
-        this.#len += a.length;
-      }
-      this.#buf[this.#len++] = 13;
-      this.#buf[this.#len++] = 10;
+      if (typeof a === "string") this.#string(a);
+      else this.#bytes(a);
     }
     this.count++;
   }
@@ -177,9 +168,65 @@ export class RespWriter {
     return out;
   }
 
-  #ascii(s: string): void {
-    this.#room(s.length);
-    this.#len += this.#buf.write(s, this.#len, "latin1");
+  // Small pieces are written byte by byte: Buffer#write and #copy cost a call into C++ each,
+  // which was most of a batch's encoding time for short keys and command names.
+
+  #string(s: string): void {
+    const n = s.length;
+    if (n <= 64) {
+      let ascii = true;
+      for (let i = 0; i < n; i++) if (s.charCodeAt(i) > 127) ascii = false;
+      if (ascii) {
+        this.#room(n + 16);
+        const buf = this.#buf;
+        buf[this.#len++] = 36; // '$'
+        this.#decimal(n);
+        let at = this.#len;
+        for (let i = 0; i < n; i++) buf[at++] = s.charCodeAt(i);
+        buf[at++] = 13;
+        buf[at++] = 10;
+        this.#len = at;
+        return;
+      }
+    }
+    const bytes = Buffer.byteLength(s);
+    this.#room(bytes + 16);
+    this.#buf[this.#len++] = 36;
+    this.#decimal(bytes);
+    this.#len += this.#buf.write(s, this.#len, "utf8");
+    this.#buf[this.#len++] = 13;
+    this.#buf[this.#len++] = 10;
+  }
+
+  #bytes(a: Uint8Array): void {
+    const n = a.length;
+    this.#room(n + 16);
+    const buf = this.#buf;
+    buf[this.#len++] = 36;
+    this.#decimal(n);
+    let at = this.#len;
+    if (n <= 64) for (let i = 0; i < n; i++) buf[at++] = a[i] as number;
+    else {
+      buf.set(a, at);
+      at += n;
+    }
+    buf[at++] = 13;
+    buf[at++] = 10;
+    this.#len = at;
+  }
+
+  /** `n` (≥ 0) in decimal, then CRLF; room for it was made by the caller. */
+  #decimal(n: number): void {
+    const buf = this.#buf;
+    let at = this.#len;
+    if (n < 10) buf[at++] = 48 + n;
+    else {
+      const digits = String(n);
+      for (let i = 0; i < digits.length; i++) buf[at++] = digits.charCodeAt(i);
+    }
+    buf[at++] = 13;
+    buf[at++] = 10;
+    this.#len = at;
   }
 
   #room(n: number): void {
