@@ -332,15 +332,20 @@ describe("redis bulk path: large keys, credentials, refusals", () => {
     expect((wrong as Error).message).not.toMatch(/nope/);
   });
 
-  it("goes on with typed commands when the user may not run scripts (ACL)", async () => {
+  it("goes on with typed commands when the user may not DUMP (ACL)", async () => {
     const src = await a.fresh();
     const dst = await b.fresh();
     await seedRelay(src);
-    await withClient(src, (c) => c.call("ACL", "SETUSER", "noscript", "on", ">pw", "~*", "+@all", "-@scripting"));
+    await withClient(src, (c) => c.call("ACL", "SETUSER", "nodump", "on", ">pw", "~*", "+@all", "-dump"));
     const db = new URL(src).pathname;
-    const r = await copy({ from: `redis://noscript:pw@127.0.0.1:${a.port}${db}`, to: dst });
+    await withClient(src, (c) => c.call("ACL", "LOG", "RESET"));
+    const r = await copy({ from: `redis://nodump:pw@127.0.0.1:${a.port}${db}`, to: dst });
     expect(r.status).toBe("done");
     expectSame(await snapshot(dst), await snapshot(src));
+    // The bulk path met the refusal of DUMP, and nothing else was refused.
+    const log = (await withClient(src, (c) => c.call("ACL", "LOG"))) as unknown[][];
+    const denied = log.map((e) => String(e[e.indexOf("object") + 1]));
+    expect(denied).toEqual(["dump"]);
   });
 
   it("names an out-of-memory target and says what to do; nothing is lost for --resume", async () => {
