@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
+import fc from "fast-check";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { startRedis, type TestRedis } from "../../../test/redis-server.js";
@@ -9,7 +10,7 @@ import { copy } from "../../core/copy.js";
 import { isFerryError } from "../../core/errors.js";
 import { openConnector } from "../../core/registry.js";
 import type { CollectionSchema } from "../../core/schema.js";
-import { RedisConnector } from "./redis-connector.js";
+import { literalGlob, RedisConnector, tuning } from "./redis-connector.js";
 
 let a: TestRedis;
 let b: TestRedis;
@@ -396,5 +397,124 @@ describe("redis bulk path: a batch whose keys already exist (a run stopped befor
     const r = await copy({ from: src, to: dst, conflict: "overwrite" });
     expect(r.status).toBe("done");
     expectSame(await snapshot(dst), await snapshot(src));
+  });
+});
+
+describe("redis reading: one pass over the key space", () => {
+  // Small SCAN steps, so a few thousand keys take many of them.
+  const count = tuning.discoverScanCount;
+  beforeAll(() => {
+    tuning.discoverScanCount = 400;
+  });
+  afterAll(() => {
+    tuning.discoverScanCount = count;
+  });
+  const N = 1500;
+  /** 3 × N keys under three prefixes (strings, hashes, sorted sets), some with expiries. */
+  async function seedMany(url: string): Promise<void> {
+    await withClient(url, async (c) => {
+      const p = c.pipeline();
+      for (let i = 0; i < N; i++) {
+        p.set(`user:${i}`, `u${i}`);
+        p.hset(`order:${i}`, "id", String(i), "total", String(i * 3));
+        p.zadd(`idx${i % 7 === 0 ? "" : `:${i}`}`, i, `m${i}`);
+        if (i % 10 === 0) p.pexpire(`user:${i}`, 3 * DAY);
+      }
+      await p.exec();
+    });
+  }
+
+  async function scanCalls(url: string): Promise<number> {
+    const stats = await withClient(url, (c) => c.info("commandstats"));
+    return Number(/cmdstat_scan:calls=(\d+)/.exec(stats)?.[1] ?? 0);
+  }
+
+  it("reads every collection from discovery's SCAN: one pass, whatever the number of collections", async () => {
+    const src = await a.fresh();
+    const dst = await b.fresh();
+    await seedMany(src);
+    let steps = 0;
+    await withClient(src, async (c) => {
+      let cursor = "0";
+      do {
+        [cursor] = await c.scan(cursor, "COUNT", 400);
+        steps++;
+      } while (cursor !== "0");
+      await c.call("CONFIG", "RESETSTAT");
+    });
+    const r = await copy({ from: src, to: dst, batchSize: 100 });
+    expect(Object.keys(r.collections).sort()).toEqual(["idx", "order", "user"]);
+    expect(steps).toBeGreaterThan(5);
+    expect(await scanCalls(src)).toBe(steps);
+    expectSame(await snapshot(dst), await snapshot(src));
+  });
+
+  it("resumes between a kept SCAN and a live one with no key lost or copied twice", async () => {
+    const saved = tuning.scanCacheBytes;
+    try {
+      // [first run's kept SCAN bytes, resumed run's]: kept → live, live → kept, part kept → part kept.
+      for (const [first, second] of [
+        [saved, 0],
+        [0, saved],
+        [20_000, 20_000],
+      ] as const) {
+        const src = await a.fresh();
+        const dst = await b.fresh();
+        await seedMany(src);
+        tuning.scanCacheBytes = first;
+        const controller = new AbortController();
+        let batches = 0;
+        const err = await copy({
+          from: src,
+          to: dst,
+          jobs: 1,
+          batchSize: 100,
+          signal: controller.signal,
+          onEvent: (e) => {
+            if (e.type === "progress" && e.collection === "order" && ++batches === 3) controller.abort();
+          },
+        }).catch((e: unknown) => e);
+        expect(isFerryError(err, "E_INTERRUPTED")).toBe(true);
+        tuning.scanCacheBytes = second;
+        const r = await copy({ from: src, to: dst, resume: true, batchSize: 100 });
+        expect(r.status).toBe("done");
+        for (const name of ["user", "order", "idx"]) {
+          expect(r.collections[name], `${name} (${first} → ${second})`).toMatchObject({
+            copied: name === "idx" ? (await snapshot(src)).size - 2 * N : N,
+            failed: 0,
+          });
+        }
+        expectSame(await snapshot(dst), await snapshot(src));
+      }
+    } finally {
+      tuning.scanCacheBytes = saved;
+    }
+  });
+
+  it("matches keys to a literal or literal-then-* glob exactly as the server's SCAN MATCH does", async () => {
+    const url = await a.fresh();
+    const alphabet = fc.constantFrom("a", "b", ":", "*", "?", "\\", "[", "]", "^", "é");
+    const text = (max: number) => fc.array(alphabet, { maxLength: max }).map((cs) => cs.join(""));
+    await withClient(url, async (c) => {
+      await fc.assert(
+        fc.asyncProperty(fc.uniqueArray(text(5), { minLength: 1, maxLength: 30 }), text(5), async (keys, glob) => {
+          const match = Buffer.from(glob, "utf8");
+          const literal = literalGlob(match);
+          fc.pre(literal !== undefined);
+          await c.flushdb();
+          await c.mset(...keys.flatMap((k) => [k, "1"]));
+          const server = ((await c.callBuffer("KEYS", match)) as Buffer[]).map((k) => k.toString("utf8")).sort();
+          const { bytes, prefix } = literal as { bytes: Buffer; prefix: boolean };
+          const ours = keys
+            .filter((k) => {
+              const b = Buffer.from(k, "utf8");
+              return prefix ? b.subarray(0, bytes.length).equals(bytes) : b.equals(bytes);
+            })
+            .sort();
+          expect(ours).toEqual(server);
+        }),
+        { numRuns: 300 },
+      );
+    });
   });
 });

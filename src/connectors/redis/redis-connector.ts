@@ -77,9 +77,10 @@ const READ_AHEAD = 3;
 /**
  * Tunables, exported for tests. `scanCacheBytes`: how much of discover's SCAN (key names)
  * is kept for reading the collections, so a copy passes over the key space once, not once
- * more per collection (about 28 MB per million keys of ~20 bytes).
+ * more per collection (about 28 MB per million keys of ~20 bytes). `discoverScanCount`:
+ * discover's SCAN COUNT.
  */
-export const tuning = { scanCacheBytes: 64 * 1024 * 1024 };
+export const tuning = { scanCacheBytes: 64 * 1024 * 1024, discoverScanCount: DISCOVER_SCAN_COUNT };
 /** Members (or string bytes / 100) per page when a large key is staged. */
 const STAGE_PAGE = 10_000;
 /** A staged key left by a stopped run expires after this long. */
@@ -251,7 +252,7 @@ export class RedisConnector implements Connector, BulkTransfer {
     let stopped: string | undefined; // the cursor where keeping steps stopped
     let cursor = "0";
     do {
-      const [next, keys] = await this.#scanStep(conn, cursor, "*", DISCOVER_SCAN_COUNT);
+      const [next, keys] = await this.#scanStep(conn, cursor, "*", tuning.discoverScanCount);
       if (stopped === undefined) {
         const step = packStep(cursor, keys);
         kept += step.keys.length + step.ends.byteLength + 100;
