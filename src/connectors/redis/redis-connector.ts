@@ -55,7 +55,7 @@ import {
   textOrBytes,
   valueBytes,
 } from "./redis-values.js";
-import { type Reply, RespConnection, RespError, RespWriter } from "./resp.js";
+import { commandHead, type Reply, RespConnection, RespError, RespWriter } from "./resp.js";
 
 /** Keys Ferry keeps for itself; never listed as data. */
 const INTERNAL = "ferry:";
@@ -86,6 +86,16 @@ const STAGE_PAGE = 10_000;
 /** A staged key left by a stopped run expires after this long. */
 const STAGE_EXPIRY_MS = 24 * 3600 * 1000;
 const EMPTY = Buffer.alloc(0);
+
+// Commands of the bulk path's hot loops, encoded once.
+const MEMORY_USAGE = commandHead(3, "MEMORY", "USAGE");
+const PEXPIRETIME = commandHead(2, "PEXPIRETIME");
+const PTTL = commandHead(2, "PTTL");
+const DUMP = commandHead(2, "DUMP");
+const RESTORE_4 = commandHead(4, "RESTORE");
+const RESTORE_5 = commandHead(5, "RESTORE");
+const ZERO = Buffer.from("0");
+const ABSTTL = Buffer.from("ABSTTL");
 
 /** One SCAN reply as {@link RedisConnector.discover} saw it: key `i` is `keys[ends[i-1] ?? 0, ends[i])`. */
 interface ScanStep {
@@ -495,9 +505,12 @@ export class RedisConnector implements Connector, BulkTransfer {
       w.command(s.expiry === 0 ? ["PERSIST", s.key] : ["PEXPIREAT", s.key, String(s.expiry)]);
     }
     for (const i of batch.items) {
-      w.command(
-        i.expiry === 0 ? ["RESTORE", i.key, "0", i.payload] : ["RESTORE", i.key, String(i.expiry), i.payload, "ABSTTL"],
-      );
+      // RESTORE key 0 payload | RESTORE key ms payload ABSTTL
+      w.head(i.expiry === 0 ? RESTORE_4 : RESTORE_5);
+      w.arg(i.key);
+      w.arg(i.expiry === 0 ? ZERO : i.expiry);
+      w.arg(i.payload);
+      if (i.expiry !== 0) w.arg(ABSTTL);
     }
     const replies = await this.#respSend(conn, w, where);
     const refused: string[] = [];
@@ -713,7 +726,10 @@ export class RedisConnector implements Connector, BulkTransfer {
       return batch;
     }
     const w = new RespWriter();
-    for (const k of keys) w.command(["MEMORY", "USAGE", k]);
+    for (const k of keys) {
+      w.head(MEMORY_USAGE);
+      w.arg(k);
+    }
     const sizes = await this.#respSend(conn, w, "read key sizes");
     const small: Buffer[] = [];
     for (let i = 0; i < keys.length; i++) {
@@ -727,12 +743,17 @@ export class RedisConnector implements Connector, BulkTransfer {
     // values are staged later, page by page).
     w.command(["MULTI"]);
     if (!this.#absoluteTtl) w.command(["TIME"]);
-    const ttl = this.#absoluteTtl ? "PEXPIRETIME" : "PTTL";
+    const ttl = this.#absoluteTtl ? PEXPIRETIME : PTTL;
     for (const k of small) {
-      w.command([ttl, k]);
-      w.command(["DUMP", k]);
+      w.head(ttl);
+      w.arg(k);
+      w.head(DUMP);
+      w.arg(k);
     }
-    for (const { key } of batch.large) w.command([ttl, key]);
+    for (const { key } of batch.large) {
+      w.head(ttl);
+      w.arg(key);
+    }
     w.command(["EXEC"]);
     const replies = await this.#respSend(conn, w, "dump keys");
     const exec = replies[replies.length - 1];

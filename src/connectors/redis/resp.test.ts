@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startRedis, type TestRedis } from "../../../test/redis-server.js";
-import { type Reply, RespConnection, RespError, RespReader, RespWriter } from "./resp.js";
+import { commandHead, type Reply, RespConnection, RespError, RespReader, RespWriter } from "./resp.js";
 
 /** RESP2 bytes of a reply tree (the server's side of the protocol). */
 function encode(r: Reply): Buffer {
@@ -102,6 +102,30 @@ describe("RespReader", () => {
         expect(decode(bytes)).toEqual(commands.map((c) => c.map((a) => (typeof a === "string" ? Buffer.from(a) : a))));
         expect(w.take().length).toBe(0);
       }),
+      { numRuns: 500 },
+    );
+  });
+
+  it("writes a command from an encoded head and arguments as the same bytes as from an array", () => {
+    const arg = fc.oneof(
+      fc.string({ maxLength: 80 }),
+      fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.from(a)),
+      fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+    );
+    fc.assert(
+      fc.property(
+        fc.array(fc.string({ unit: "grapheme", maxLength: 12 }), { minLength: 1, maxLength: 3 }),
+        fc.array(arg, { maxLength: 6 }),
+        (first, rest) => {
+          const a = new RespWriter();
+          a.command([...first, ...rest.map((r) => (typeof r === "number" ? String(r) : r))]);
+          const b = new RespWriter();
+          b.head(commandHead(first.length + rest.length, ...first));
+          for (const r of rest) b.arg(r);
+          expect(b.count).toBe(1);
+          expect(b.take().equals(a.take())).toBe(true);
+        },
+      ),
       { numRuns: 500 },
     );
   });

@@ -153,11 +153,31 @@ export class RespWriter {
     this.#room(16);
     this.#buf[this.#len++] = 42; // '*'
     this.#decimal(args.length);
-    for (const a of args) {
-      if (typeof a === "string") this.#string(a);
-      else this.#bytes(a);
-    }
+    for (const a of args) this.arg(a);
     this.count++;
+  }
+
+  /**
+   * Starts a command from its encoded head (see {@link commandHead}); its other arguments
+   * follow with {@link arg}, as many as the head says.
+   *
+   * @example
+   * const DUMP = commandHead(2, "DUMP");
+   * w.head(DUMP);
+   * w.arg(key);
+   */
+  head(head: Buffer): void {
+    this.#room(head.length);
+    this.#buf.set(head, this.#len);
+    this.#len += head.length;
+    this.count++;
+  }
+
+  /** One argument of the command being written: bytes, text (UTF-8) or an integer. */
+  arg(a: Buffer | string | number): void {
+    if (typeof a === "string") this.#string(a);
+    else if (typeof a === "number") this.#string(String(a));
+    else this.#bytes(a);
   }
 
   /** The commands written so far, as one Buffer (the writer starts over). */
@@ -235,6 +255,15 @@ export class RespWriter {
     this.#buf.copy(grown, 0, 0, this.#len);
     this.#buf = grown;
   }
+}
+
+/** The encoded start of a command of `argc` arguments: its name and any fixed arguments after it. */
+export function commandHead(argc: number, ...first: string[]): Buffer {
+  const w = new RespWriter();
+  w.command([...first, ...Array<string>(argc - first.length).fill("")]);
+  const all = w.take();
+  // Drop the placeholder arguments ($0\r\n\r\n each).
+  return all.subarray(0, all.length - 6 * (argc - first.length));
 }
 
 /**
