@@ -518,3 +518,49 @@ describe("redis reading: one pass over the key space", () => {
     });
   });
 });
+
+describe("redis bulk path: a database without expiring keys", () => {
+  it("reads no expiries while none exist, and reads a batch again when one appears meanwhile", async () => {
+    const src = await a.fresh();
+    const dst = await b.fresh();
+    await withClient(src, async (c) => {
+      const p = c.pipeline();
+      for (let i = 0; i < 1000; i++) p.set(`user:${i}`, `u${i}`);
+      await p.exec();
+      await c.call("CONFIG", "RESETSTAT");
+    });
+    // Batches read once INFO showed no key with an expiry ask for none (the first three are
+    // read before any INFO came back).
+    const plain = await copy({ from: src, to: await b.fresh(), batchSize: 100 });
+    expect(plain.collections.user).toMatchObject({ copied: 1000, failed: 0 });
+    const stats = await withClient(src, (c) => c.info("commandstats"));
+    expect(Number(/cmdstat_pexpiretime:calls=(\d+)/.exec(stats)?.[1])).toBeLessThanOrEqual(300);
+    // A connection ready before the copy, so the change is on the wire before the handler returns.
+    const c = client(src);
+    await c.ping();
+    let batches = 0;
+    let changed: Promise<unknown> | undefined;
+    const r = await copy({
+      from: src,
+      to: dst,
+      jobs: 1,
+      batchSize: 100,
+      onEvent: (e) => {
+        // After the first batch is written, every key gets an expiry (one atomic command). The
+        // batches read before that (at most 3) are copied as they were read; later ones carry it.
+        if (e.type === "progress" && e.collection === "user" && ++batches === 1) {
+          changed = c.eval("for i = 0, 999 do redis.call('PEXPIRE', 'user:' .. i, ARGV[1]) end", 0, String(5 * DAY));
+        }
+      },
+    });
+    await changed;
+    await c.quit();
+    expect(r.collections.user).toMatchObject({ copied: 1000, failed: 0 });
+    const got = await snapshot(dst);
+    const persistent = [...got.values()].filter((v) => v.expiry === -1).length;
+    expect(persistent).toBeGreaterThanOrEqual(100);
+    expect(persistent).toBeLessThanOrEqual(300);
+    for (const [k, v] of got)
+      if (v.expiry !== -1) expect(Math.abs(v.expiry - Date.now() - 5 * DAY), k).toBeLessThan(60_000);
+  });
+});

@@ -169,6 +169,8 @@ export class RedisConnector implements Connector, BulkTransfer {
   #discovered = false;
   /** Discover's SCAN, kept for reading (cleared by writes). */
   #scanned: ScanCache | undefined;
+  /** Whether the database held a key with an expiry when the bulk path last looked (INFO keyspace). */
+  #expiring = true;
   /** Why bulk batches go with typed commands (no DUMP/RESTORE), once that is known. */
   #typedOnly: string | undefined;
   #closed = false;
@@ -739,20 +741,28 @@ export class RedisConnector implements Connector, BulkTransfer {
       if ((size as number) > BULK_VALUE_BYTES) batch.large.push({ key: keys[i] as Buffer, expiry: 0 });
       else small.push(keys[i] as Buffer);
     }
-    // MULTI, [TIME], then per key its expiry and DUMP; the large keys' expiry too (their
-    // values are staged later, page by page).
+    // MULTI, INFO keyspace, [TIME], then per key its expiry and DUMP, and the large keys'
+    // expiry (their values are staged later, page by page). While the database holds no key
+    // with an expiry, batches ask none: INFO in the same MULTI says whether that still held
+    // when the batch was read, else the batch is read again with expiries.
+    const withTtl = this.#expiring;
     w.command(["MULTI"]);
+    w.command(["INFO", "keyspace"]);
     if (!this.#absoluteTtl) w.command(["TIME"]);
     const ttl = this.#absoluteTtl ? PEXPIRETIME : PTTL;
     for (const k of small) {
-      w.head(ttl);
-      w.arg(k);
+      if (withTtl) {
+        w.head(ttl);
+        w.arg(k);
+      }
       w.head(DUMP);
       w.arg(k);
     }
-    for (const { key } of batch.large) {
-      w.head(ttl);
-      w.arg(key);
+    if (withTtl) {
+      for (const { key } of batch.large) {
+        w.head(ttl);
+        w.arg(key);
+      }
     }
     w.command(["EXEC"]);
     const replies = await this.#respSend(conn, w, "dump keys");
@@ -762,12 +772,17 @@ export class RedisConnector implements Connector, BulkTransfer {
       return this.#dumpRefused(conn, keys, bookmark, queued ?? (exec as RespError));
     }
     let at = 0;
+    const keyspace = String(exec[at++]);
+    const expires = new RegExp(`^db${this.#location.db}:.*\\bexpires=(\\d+)`, "m").exec(keyspace)?.[1];
+    this.#expiring = Number(expires ?? 0) > 0;
+    if (this.#expiring && !withTtl) return this.#dumpKeys(conn, keys, bookmark);
     let clock = 0;
     if (!this.#absoluteTtl) {
       const [sec, usec] = exec[at++] as Buffer[];
       clock = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
     }
     const expiryOf = (t: Reply): number | undefined => {
+      if (!withTtl) return 0;
       if (t instanceof RespError)
         throw connectionError(new Error(t.message), this.displayUrl, this.#location, "read expiry");
       const n = t as number;
@@ -777,7 +792,7 @@ export class RedisConnector implements Connector, BulkTransfer {
     };
     const now = Date.now();
     for (const key of small) {
-      const expiry = expiryOf(exec[at++] as Reply);
+      const expiry = expiryOf(withTtl ? (exec[at++] as Reply) : 0);
       const payload = exec[at++] as Reply;
       if (payload instanceof RespError) return this.#dumpRefused(conn, keys, bookmark, payload);
       if (expiry === undefined || payload === null) continue; // gone since the SCAN
@@ -787,7 +802,7 @@ export class RedisConnector implements Connector, BulkTransfer {
     const large = batch.large;
     batch.large = [];
     for (const { key } of large) {
-      const expiry = expiryOf(exec[at++] as Reply);
+      const expiry = expiryOf(withTtl ? (exec[at++] as Reply) : 0);
       if (expiry === undefined || (expiry !== 0 && expiry <= now)) continue;
       batch.large.push({ key, expiry });
     }
