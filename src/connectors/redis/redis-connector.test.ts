@@ -10,7 +10,7 @@ import { copy } from "../../core/copy.js";
 import { isFerryError } from "../../core/errors.js";
 import { openConnector } from "../../core/registry.js";
 import type { CollectionSchema } from "../../core/schema.js";
-import { literalGlob, RedisConnector, tuning } from "./redis-connector.js";
+import { literalGlob, RedisConnector, scanPosition, tuning } from "./redis-connector.js";
 
 let a: TestRedis;
 let b: TestRedis;
@@ -489,6 +489,96 @@ describe("redis reading: one pass over the key space", () => {
     } finally {
       tuning.scanCacheBytes = saved;
     }
+  });
+
+  it("splits a collection into key ranges that together read every key once", async () => {
+    const src = await a.fresh();
+    await seedMany(src);
+    const c = await openConnector(src, {});
+    try {
+      await c.discover();
+      const [user] = await (c.resolve as NonNullable<typeof c.resolve>)(["user"]);
+      const bounds = await (c.split as NonNullable<typeof c.split>)(user as CollectionSchema, 3);
+      expect(bounds).toHaveLength(2);
+      const ranges = [{ upTo: bounds[0] }, { after: bounds[0], upTo: bounds[1] }, { after: bounds[1] }];
+      const seen: string[][] = [];
+      for (const r of ranges) {
+        const keys: string[] = [];
+        for await (const batch of c.read(user as CollectionSchema, { ...r, batchSize: 70 })) {
+          for (const rec of batch.records) keys.push(String(rec.key));
+        }
+        seen.push(keys);
+      }
+      for (const keys of seen) expect(keys.length).toBeGreaterThan(N / 6);
+      const all = seen.flat();
+      expect(new Set(all).size).toBe(all.length);
+      expect(all.sort()).toEqual(Array.from({ length: N }, (_, i) => `user:${i}`).sort());
+    } finally {
+      await c.close();
+    }
+  });
+
+  it("copies key ranges in parallel, and resumes each where it stopped, kept SCAN or not", async () => {
+    const saved = tuning.scanCacheBytes;
+    try {
+      for (const second of [saved, 0]) {
+        const src = await a.fresh();
+        const dst = await b.fresh();
+        await seedMany(src);
+        tuning.scanCacheBytes = saved;
+        const controller = new AbortController();
+        let batches = 0;
+        const opts = { from: src, to: dst, batchSize: 50, jobs: 3 };
+        const err = await copy({
+          ...opts,
+          signal: controller.signal,
+          onEvent: (e) => {
+            if (e.type === "progress" && e.collection === "order" && ++batches === 5) controller.abort();
+          },
+        }).catch((e: unknown) => e);
+        expect(isFerryError(err, "E_INTERRUPTED")).toBe(true);
+        tuning.scanCacheBytes = second;
+        const r = await copy({ ...opts, resume: true });
+        expect(r.status).toBe("done");
+        expect(r.collections.order, `resumed with kept SCAN bytes ${second}`).toMatchObject({ copied: N, failed: 0 });
+        expect(r.collections.user).toMatchObject({ copied: N, failed: 0 });
+        expectSame(await snapshot(dst), await snapshot(src));
+      }
+    } finally {
+      tuning.scanCacheBytes = saved;
+    }
+  });
+
+  it("orders SCAN cursors by position: reversed bits grow call by call, while the table grows too", async () => {
+    const url = await a.fresh();
+    await withClient(url, async (c) => {
+      await fc.assert(
+        fc.asyncProperty(fc.integer({ min: 1, max: 400 }), fc.integer({ min: 0, max: 3000 }), async (count, grow) => {
+          await c.flushdb();
+          const p = c.pipeline();
+          for (let i = 0; i < 500; i++) p.set(`k:${i}`, "1");
+          await p.exec();
+          let cursor = "0";
+          let last = -1n;
+          let added = 0;
+          do {
+            [cursor] = await c.scan(cursor, "COUNT", count);
+            if (cursor === "0") break;
+            const at = scanPosition(cursor);
+            expect(at > last).toBe(true);
+            last = at;
+            // Keys added meanwhile make the table grow (rehash) under the iteration.
+            if (added < grow) {
+              const q = c.pipeline();
+              for (let i = 0; i < 500; i++) q.set(`new:${added + i}`, "1");
+              await q.exec();
+              added += 500;
+            }
+          } while (cursor !== "0");
+        }),
+        { numRuns: 30 },
+      );
+    });
   });
 
   it("matches keys to a literal or literal-then-* glob exactly as the server's SCAN MATCH does", async () => {

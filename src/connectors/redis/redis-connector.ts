@@ -149,6 +149,8 @@ interface Pattern {
 /** One Redis database as a Ferry instance (see the module comment). */
 export class RedisConnector implements Connector, BulkTransfer {
   readonly engine = "redis";
+  /** Writes are MULTI/EXEC blocks (and bulk batches) on one connection each: several may run at once. */
+  readonly concurrentWrites = true;
   readonly displayUrl: string;
   readonly identity: string;
   readonly #client: Redis;
@@ -361,6 +363,35 @@ export class RedisConnector implements Connector, BulkTransfer {
     return n;
   }
 
+  /**
+   * Key ranges of similar size for parallel reads, cut where discover's kept SCAN steps start
+   * (`{ cursor, skip: 0 }`), so each range reads whole steps. None when the collection's keys
+   * are not all in the kept SCAN, or it is a table collection. A range resumed by a later run
+   * without the kept SCAN scans with discover's COUNT, so its steps end at the same cursors;
+   * if the server resized its table in between, a step may run past the range's end, and
+   * those keys are read by both ranges (written twice, never lost).
+   */
+  async split(collection: CollectionSchema, parts: number): Promise<Bookmark[]> {
+    if (this.#tables.has(collection.name) || parts < 2) return [];
+    const cached = this.#cached(this.#patternOf(collection), "0");
+    if (cached === undefined || cached.next !== "0") return [];
+    const steps: { cursor: string; keys: number }[] = [];
+    for (const { cursor } of cached.keys) {
+      const last = steps[steps.length - 1];
+      if (last?.cursor === cursor) last.keys++;
+      else steps.push({ cursor, keys: 1 });
+    }
+    const total = steps.reduce((n, st) => n + st.keys, 0);
+    const out: Bookmark[] = [];
+    let done = 0;
+    for (let i = 0; i < steps.length - 1 && out.length < parts - 1; i++) {
+      done += (steps[i] as (typeof steps)[number]).keys;
+      if (done >= (total * (out.length + 1)) / parts)
+        out.push({ cursor: (steps[i + 1] as (typeof steps)[number]).cursor, skip: 0 });
+    }
+    return out;
+  }
+
   // -------------------------------------------------------------------------------------
   // Reading
 
@@ -372,17 +403,22 @@ export class RedisConnector implements Connector, BulkTransfer {
    */
   async *read(collection: CollectionSchema, options: ReadOptions): AsyncGenerator<ReadBatch> {
     const table = this.#tables.get(collection.name);
-    for await (const { keys, bookmark } of this.#keyBatches(collection, options.after, options.batchSize)) {
+    const { after, upTo, batchSize } = options;
+    for await (const { keys, bookmark } of this.#keyBatches(collection, after, batchSize, upTo)) {
       const records = table ? await this.#readTableRows(table, keys) : await this.#readKeys(keys);
       yield { records, bookmark };
     }
   }
 
-  /** The collection's keys in SCAN order, `size` per batch, with the bookmark after each (see {@link read}). */
+  /**
+   * The collection's keys in SCAN order, `size` per batch, with the bookmark after each (see
+   * {@link read}), up to `upTo` (a boundary from {@link split}) when given.
+   */
   async *#keyBatches(
     collection: CollectionSchema,
     after: Bookmark | undefined,
     batchSize: number,
+    upTo?: Bookmark,
   ): AsyncGenerator<{ keys: Buffer[]; bookmark: Bookmark }> {
     const pattern = this.#patternOf(collection);
     const from = after === undefined ? { cursor: "0", skip: 0 } : positionOf(after, collection.name);
@@ -404,6 +440,15 @@ export class RedisConnector implements Connector, BulkTransfer {
       const last = batch[batch.length - 1] as (typeof batch)[number];
       return { keys, bookmark: { cursor: last.cursor, skip: last.index + 1 } };
     };
+    // The end: SCAN calls from a cursor past `upTo`'s are not made, and the one from its cursor
+    // gives its first `skip` matches only.
+    const end = upTo === undefined ? undefined : positionOf(upTo, collection.name);
+    const endAt = end === undefined ? undefined : scanPosition(end.cursor);
+    const limitAt = (c: string): number => {
+      if (end === undefined) return Number.POSITIVE_INFINITY;
+      if (c === end.cursor) return end.skip;
+      return scanPosition(c) > (endAt as bigint) ? 0 : Number.POSITIVE_INFINITY;
+    };
     let cursor = from.cursor;
     let skip = from.skip;
     let first = true;
@@ -411,7 +456,17 @@ export class RedisConnector implements Connector, BulkTransfer {
     if (cached !== undefined) {
       // Discover's kept SCAN: the same keys in the same order as SCAN MATCH from `cursor`.
       let seen = 0;
+      let step = "";
+      let limit = Number.POSITIVE_INFINITY;
       for (const { key, cursor: at, index } of cached.keys) {
+        if (at !== step) {
+          step = at;
+          limit = limitAt(at);
+        }
+        if (index >= limit) {
+          if (pending.length > 0) yield emit(pending.length);
+          return;
+        }
         if (seen++ < skip || isInternal(key) || excluded(key, pattern)) continue;
         pending.push({ key, cursor: at, index });
         if (pending.length >= size) yield emit(size);
@@ -423,16 +478,24 @@ export class RedisConnector implements Connector, BulkTransfer {
     // SCAN's COUNT grows while replies hold few keys (a pattern matching a small part of the
     // key space), so a batch takes few round trips. Replies from one cursor list the same
     // keys in the same order whatever the COUNT, so `skip` may go on into the next replies.
-    let count = Math.min(size, 10_000);
+    // A range with an end keeps discover's COUNT: from one of its cursors, SCAN then returns
+    // the same steps discover saw (the table unchanged), so the range ends where split cut it.
+    let count = end === undefined ? Math.min(size, 10_000) : tuning.discoverScanCount;
     while (first || cursor !== "0") {
       first = false;
+      const limit = limitAt(cursor);
+      if (limit === 0) break;
       const [next, raw] = await this.#scanOnce(cursor, pattern.match, count);
       raw.forEach((key, index) => {
-        if (index < skip || isInternal(key) || excluded(key, pattern)) return;
+        if (index < skip || index >= limit || isInternal(key) || excluded(key, pattern)) return;
         pending.push({ key, cursor, index });
       });
       skip = Math.max(0, skip - raw.length);
-      if (raw.length < size / 4) count = Math.min(count * 2, MAX_SCAN_COUNT);
+      if (limit !== Number.POSITIVE_INFINITY) {
+        while (pending.length >= size) yield emit(size);
+        break;
+      }
+      if (raw.length < size / 4 && end === undefined) count = Math.min(count * 2, MAX_SCAN_COUNT);
       cursor = next.toString();
       while (pending.length >= size) yield emit(size);
     }
@@ -485,13 +548,13 @@ export class RedisConnector implements Connector, BulkTransfer {
     this.#scanned = undefined;
     // Checkpoints every BULK_KEYS keys at most: a batch holds every payload of it in memory.
     const size = Math.min(options.limit, BULK_KEYS);
-    let batch = await src.#nextDumps(collection, options.after, size);
+    let batch = await src.#nextDumps(collection, options.after, options.upTo, size);
     let passed: Bookmark | undefined = options.after;
     // A batch whose keys all went away (or expired) meanwhile: on to the next, since a count
     // of 0 means the end of the collection.
     while (batch !== undefined && batch.items.length === 0 && batch.large.length === 0) {
       passed = batch.bookmark;
-      batch = await src.#nextDumps(collection, passed, size);
+      batch = await src.#nextDumps(collection, passed, options.upTo, size);
     }
     if (batch === undefined) return { count: 0, bookmark: passed ?? { cursor: "0", skip: 0 } };
     const where = `bulk copy of ${collection.name} from ${src.displayUrl}`;
@@ -672,25 +735,28 @@ export class RedisConnector implements Connector, BulkTransfer {
   async #nextDumps(
     collection: CollectionSchema,
     after: Bookmark | undefined,
+    upTo: Bookmark | undefined,
     size: number,
   ): Promise<DumpBatch | undefined> {
+    // One read-ahead per key range (ranges of a collection are copied at the same time).
+    const range = `${collection.name}\u0000${JSON.stringify(upTo ?? null)}`;
     const at = `${size}:${JSON.stringify(after ?? null)}`;
-    let ahead = this.#ahead.get(collection.name);
+    let ahead = this.#ahead.get(range);
     if (ahead === undefined || ahead.at !== at) {
       await ahead?.batches.return(undefined);
-      ahead = { at, batches: this.#dumpBatches(collection, after, size) };
-      this.#ahead.set(collection.name, ahead);
+      ahead = { at, batches: this.#dumpBatches(collection, after, upTo, size) };
+      this.#ahead.set(range, ahead);
     }
     try {
       const next = await ahead.batches.next();
       if (next.done) {
-        this.#ahead.delete(collection.name);
+        this.#ahead.delete(range);
         return undefined;
       }
       ahead.at = `${size}:${JSON.stringify(next.value.bookmark)}`;
       return next.value;
     } catch (err) {
-      this.#ahead.delete(collection.name);
+      this.#ahead.delete(range);
       throw err;
     }
   }
@@ -699,11 +765,12 @@ export class RedisConnector implements Connector, BulkTransfer {
   async *#dumpBatches(
     collection: CollectionSchema,
     after: Bookmark | undefined,
+    upTo: Bookmark | undefined,
     size: number,
   ): AsyncGenerator<DumpBatch> {
     const conn = await this.#respConnection();
     const ahead: Promise<DumpBatch>[] = [];
-    for await (const { keys, bookmark } of this.#keyBatches(collection, after, size)) {
+    for await (const { keys, bookmark } of this.#keyBatches(collection, after, size, upTo)) {
       const p = this.#dumpKeys(conn, keys, bookmark);
       p.catch(() => {}); // awaited in turn below; a batch never taken must not go unhandled
       ahead.push(p);
@@ -1290,7 +1357,24 @@ const INTERNAL_BYTES = Buffer.from(INTERNAL, "latin1");
 
 /** A key of Ferry's own (`ferry:…`). */
 function isInternal(key: Buffer): boolean {
-  return key.length >= INTERNAL_BYTES.length && INTERNAL_BYTES.compare(key, 0, INTERNAL_BYTES.length) === 0;
+  const n = INTERNAL_BYTES.length;
+  if (key.length < n) return false;
+  for (let i = 0; i < n; i++) if (key[i] !== INTERNAL_BYTES[i]) return false;
+  return true;
+}
+
+/**
+ * Where a SCAN cursor is in the iteration: SCAN walks buckets in reverse-binary order, so the
+ * cursor's 64 bits reversed grow from call to call (whatever the table's size meanwhile).
+ */
+export function scanPosition(cursor: string): bigint {
+  let v = BigInt(cursor);
+  let r = 0n;
+  for (let i = 0; i < 64; i++) {
+    r = (r << 1n) | (v & 1n);
+    v >>= 1n;
+  }
+  return r;
 }
 
 /** SCAN replies' keys packed into one Buffer (the replies' own Buffers are slices of socket chunks). */
@@ -1327,9 +1411,14 @@ export function literalGlob(match: Buffer): { bytes: Buffer; prefix: boolean } |
 
 /** Whether a key SCAN returned for `p` is not in its collection. */
 function excluded(key: Buffer, p: Pattern): boolean {
-  if (p.exclude.length === 0 && p.prefix === undefined) return false;
+  if (p.prefix !== undefined) {
+    // The prefix's own key, or the prefix then ':' (byte by byte: this runs for every key).
+    const n = p.prefix.length;
+    if (key.length < n || (key.length > n && key[n] !== 58)) return true;
+    for (let i = 0; i < n; i++) if (key[i] !== p.prefix.charCodeAt(i)) return true;
+  }
+  if (p.exclude.length === 0) return false;
   const text = key.toString("latin1");
-  if (p.prefix !== undefined && text !== p.prefix && !text.startsWith(`${p.prefix}:`)) return true;
   return p.exclude.some((re) => re.test(text));
 }
 
