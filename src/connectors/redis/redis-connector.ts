@@ -413,6 +413,11 @@ export class RedisConnector implements Connector, BulkTransfer {
   /**
    * The collection's keys in SCAN order, `size` per batch, with the bookmark after each (see
    * {@link read}), up to `upTo` (a boundary from {@link split}) when given.
+   *
+   * A bookmark `{ cursor, skip, check }` says: of the keys the pattern matches from that SCAN
+   * cursor on, the first `skip` are done, and `check` is a hash of that set of keys. A server
+   * that rehashed its table since may list other keys first from that cursor; then the hash
+   * differs and those keys are read again (written twice, never lost).
    */
   async *#keyBatches(
     collection: CollectionSchema,
@@ -423,7 +428,8 @@ export class RedisConnector implements Connector, BulkTransfer {
     const pattern = this.#patternOf(collection);
     const from = after === undefined ? { cursor: "0", skip: 0 } : positionOf(after, collection.name);
     const size = Math.max(1, Math.floor(batchSize));
-    let pending: { key: Buffer; cursor: string; index: number }[] = [];
+    type Entry = { key: Buffer; cursor: string; index: number; check: number };
+    let pending: Entry[] = [];
     const emit = (n: number): { keys: Buffer[]; bookmark: Bookmark } => {
       const batch = pending.slice(0, n);
       pending = pending.slice(n);
@@ -437,8 +443,8 @@ export class RedisConnector implements Connector, BulkTransfer {
           seen.add(id);
           return true;
         });
-      const last = batch[batch.length - 1] as (typeof batch)[number];
-      return { keys, bookmark: { cursor: last.cursor, skip: last.index + 1 } };
+      const last = batch[batch.length - 1] as Entry;
+      return { keys, bookmark: { cursor: last.cursor, skip: last.index + 1, check: last.check } };
     };
     // The end: SCAN calls from a cursor past `upTo`'s are not made, and the one from its cursor
     // gives its first `skip` matches only.
@@ -449,56 +455,69 @@ export class RedisConnector implements Connector, BulkTransfer {
       if (c === end.cursor) return end.skip;
       return scanPosition(c) > (endAt as bigint) ? 0 : Number.POSITIVE_INFINITY;
     };
+    // Every match in order: the first `from.skip` are held until their set's hash is known.
+    let held: Entry[] | undefined = from.skip > 0 ? [] : undefined;
+    let heldHash = 0;
+    let seen = 0;
+    let step = "";
+    let stepHash = 0;
+    const take = (key: Buffer, cursor: string, index: number): void => {
+      if (cursor !== step) {
+        step = cursor;
+        stepHash = 0;
+      }
+      stepHash = (stepHash + fnv(key)) >>> 0;
+      const wanted = !isInternal(key) && !excluded(key, pattern);
+      if (held !== undefined) {
+        heldHash = (heldHash + fnv(key)) >>> 0;
+        if (wanted) held.push({ key, cursor, index, check: stepHash });
+        if (++seen < from.skip) return;
+        // The done keys are the same: drop them; else read them again.
+        if (from.check !== undefined && heldHash !== from.check) pending.push(...held);
+        held = undefined;
+        return;
+      }
+      if (wanted) pending.push({ key, cursor, index, check: stepHash });
+    };
     let cursor = from.cursor;
-    let skip = from.skip;
     let first = true;
     const cached = this.#cached(pattern, cursor);
     if (cached !== undefined) {
       // Discover's kept SCAN: the same keys in the same order as SCAN MATCH from `cursor`.
-      let seen = 0;
-      let step = "";
       let limit = Number.POSITIVE_INFINITY;
+      let limitStep = "";
       for (const { key, cursor: at, index } of cached.keys) {
-        if (at !== step) {
-          step = at;
+        if (at !== limitStep) {
+          limitStep = at;
           limit = limitAt(at);
         }
-        if (index >= limit) {
-          if (pending.length > 0) yield emit(pending.length);
-          return;
-        }
-        if (seen++ < skip || isInternal(key) || excluded(key, pattern)) continue;
-        pending.push({ key, cursor: at, index });
+        if (index >= limit) break;
+        take(key, at, index);
         if (pending.length >= size) yield emit(size);
       }
-      skip = Math.max(0, skip - seen);
-      cursor = cached.next;
+      cursor = limit === Number.POSITIVE_INFINITY ? cached.next : "0";
       first = false;
     }
     // SCAN's COUNT grows while replies hold few keys (a pattern matching a small part of the
     // key space), so a batch takes few round trips. Replies from one cursor list the same
-    // keys in the same order whatever the COUNT, so `skip` may go on into the next replies.
-    // A range with an end keeps discover's COUNT: from one of its cursors, SCAN then returns
-    // the same steps discover saw (the table unchanged), so the range ends where split cut it.
+    // keys in the same order whatever the COUNT, so the done keys may go on into the next
+    // replies. A range with an end keeps discover's COUNT: from one of its cursors, SCAN then
+    // returns the steps discover saw (the table unchanged), so the range ends where split cut it.
     let count = end === undefined ? Math.min(size, 10_000) : tuning.discoverScanCount;
     while (first || cursor !== "0") {
       first = false;
       const limit = limitAt(cursor);
       if (limit === 0) break;
       const [next, raw] = await this.#scanOnce(cursor, pattern.match, count);
-      raw.forEach((key, index) => {
-        if (index < skip || index >= limit || isInternal(key) || excluded(key, pattern)) return;
-        pending.push({ key, cursor, index });
-      });
-      skip = Math.max(0, skip - raw.length);
-      if (limit !== Number.POSITIVE_INFINITY) {
-        while (pending.length >= size) yield emit(size);
-        break;
-      }
+      for (let index = 0; index < raw.length && index < limit; index++) take(raw[index] as Buffer, cursor, index);
+      while (pending.length >= size) yield emit(size);
+      if (limit !== Number.POSITIVE_INFINITY) break;
       if (raw.length < size / 4 && end === undefined) count = Math.min(count * 2, MAX_SCAN_COUNT);
       cursor = next.toString();
-      while (pending.length >= size) yield emit(size);
     }
+    // Fewer keys than the done ones are left: read again those that are.
+    if (held !== undefined && from.check !== undefined) pending.push(...held);
+    while (pending.length >= size) yield emit(size);
     if (pending.length > 0) yield emit(pending.length);
   }
 
@@ -1377,6 +1396,13 @@ export function scanPosition(cursor: string): bigint {
   return r;
 }
 
+/** FNV-1a of `key` and its length. A bookmark's check is the sum of its done keys' (any order). */
+function fnv(key: Buffer): number {
+  let x = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) x = Math.imul(x ^ (key[i] as number), 16777619);
+  return Math.imul(x ^ (key.length & 0xff), 16777619) >>> 0;
+}
+
 /** SCAN replies' keys packed into one Buffer (the replies' own Buffers are slices of socket chunks). */
 function packStep(cursor: string, keys: Buffer[]): ScanStep {
   const ends = new Uint32Array(keys.length);
@@ -1432,12 +1458,18 @@ function show(key: Buffer | Value): string {
   return s.length > 80 ? `${s.slice(0, 77)}…` : s;
 }
 
-function positionOf(bookmark: Bookmark, name: string): { cursor: string; skip: number } {
-  const { cursor, skip } = bookmark;
-  if (typeof cursor !== "string" || !/^\d+$/.test(cursor) || typeof skip !== "number" || !Number.isSafeInteger(skip)) {
+function positionOf(bookmark: Bookmark, name: string): { cursor: string; skip: number; check?: number } {
+  const { cursor, skip, check } = bookmark;
+  if (
+    typeof cursor !== "string" ||
+    !/^\d+$/.test(cursor) ||
+    typeof skip !== "number" ||
+    !Number.isSafeInteger(skip) ||
+    (check !== undefined && typeof check !== "number")
+  ) {
     throw new FerryError("E_CONFIG", `bookmark does not fit Redis collection ${name}: start this collection over`);
   }
-  return { cursor, skip };
+  return check === undefined ? { cursor, skip } : { cursor, skip, check };
 }
 
 function ttlOf(v: Value | undefined): number | null {
