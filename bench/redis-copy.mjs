@@ -4,8 +4,10 @@
 // redis-cli --pipe (timed: the native rate), then Ferry copies it into the empty second one.
 // Reports seconds, keys/s, peak RSS, and Ferry's rate as a fraction of redis-cli's.
 //
-// Usage: npm run build && node bench/redis-copy.mjs [--keys 1000000] [--runs 1] [--zset 10000000]
+// Usage: npm run build && node bench/redis-copy.mjs [--keys 1000000] [--runs 1] [--zset 10000000] [--expiring 0]
 //   mix: 60% hashes of 6 fields, 30% strings of ~100 bytes, 10% sorted sets of 10 members.
+//   --expiring F: that share of the keys (0..1) gets an expiry 1 to 365 days ahead (as guide
+//   001's API keys and usage counters); Ferry then reads every key's expiry.
 //   --zset N: also copy one sorted set of N members (0: skip) and report Ferry's peak RSS
 //   (large keys move page by page, so it stays flat whatever N is).
 // Needs: redis-server and redis-cli on PATH.
@@ -22,10 +24,12 @@ const { values } = parseArgs({
     keys: { type: "string", default: "1000000" },
     runs: { type: "string", default: "1" },
     zset: { type: "string", default: "10000000" },
+    expiring: { type: "string", default: "0" },
   },
 });
 const keys = Number(values.keys);
 const runs = Number(values.runs);
+const expiring = Number(values.expiring);
 const bin = join(root, "bin", "ferry.js");
 const dataDir = join(root, "bench", "data");
 mkdirSync(dataDir, { recursive: true });
@@ -58,7 +62,8 @@ async function server() {
 
 /** The RESP commands of the key mix (written once, reused). */
 function respFile() {
-  const file = join(dataDir, `redis-${keys}.resp`);
+  const file = join(dataDir, expiring > 0 ? `redis-${keys}-expiring-${expiring}.resp` : `redis-${keys}.resp`);
+  if (existsSync(file)) return file;
   const cmd = (...args) => {
     let s = `*${args.length}\r\n`;
     for (const a of args) s += `$${Buffer.byteLength(a)}\r\n${a}\r\n`;
@@ -91,6 +96,11 @@ function respFile() {
       const z = ["ZADD", `idx:${i}`];
       for (let m = 0; m < 10; m++) z.push(String(m * 1.5), `member-${m}-${i}`);
       chunks.push(cmd(...z));
+    }
+    // A spread share of the keys expires, 1 to 365 days ahead.
+    if ((i * 7919) % 1000 < expiring * 1000) {
+      const key = r < 6 ? `apikey:${i}` : r < 9 ? `usage:cost:${i}` : `idx:${i}`;
+      chunks.push(cmd("PEXPIRE", key, String((1 + (i % 365)) * 86_400_000)));
     }
   }
   writeFileSync(file, chunks.join(""));
@@ -132,7 +142,7 @@ for (let run = 0; run < runs; run++) {
 const n = { seconds: median(native.map((r) => r.seconds)), rssMB: Math.max(...native.map((r) => r.rssMB)) };
 const f = { seconds: median(ferry.map((r) => r.seconds)), rssMB: Math.max(...ferry.map((r) => r.rssMB)) };
 console.log(
-  `\n${keys.toLocaleString()} keys (60% hashes of 6 fields, 30% strings ~100 B, 10% sorted sets of 10); median of ${runs}\n`,
+  `\n${keys.toLocaleString()} keys (60% hashes of 6 fields, 30% strings ~100 B, 10% sorted sets of 10${expiring > 0 ? `; ${expiring * 100}% expiring` : ""}); median of ${runs}\n`,
 );
 console.log("| method | time | keys/s | peak RSS | rate vs native |");
 console.log("| --- | ---: | ---: | ---: | ---: |");
