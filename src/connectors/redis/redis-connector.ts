@@ -16,6 +16,7 @@
  * after it. Aggregates are read in pages (HSCAN, SSCAN, ZRANGE, LRANGE, XRANGE by count).
  * Writes of a batch run in one MULTI/EXEC with the journal checkpoint (`ferry:journal` hash).
  */
+import { isUtf8 } from "node:buffer";
 import { randomUUID } from "node:crypto";
 import { Redis, type RedisOptions } from "ioredis";
 import type {
@@ -37,6 +38,7 @@ import type { Bookmark } from "../../core/messages.js";
 import type { CollectionSchema } from "../../core/schema.js";
 import { redactUrl } from "../../core/url.js";
 import { type JsonValue, keyString, type Row, type Value } from "../../core/values.js";
+import { emptyShape, type HashShape, isRowsShape, notRows, recordOf, rowOf, rowsSchema } from "./redis-rows.js";
 import { parseRedisUrl, type RedisLocation } from "./redis-url.js";
 import {
   element,
@@ -169,6 +171,8 @@ export class RedisConnector implements Connector, BulkTransfer {
   readonly #counted = new Map<string, number>();
   /** {@link #counted} holds what discover counted (no write since). */
   #discovered = false;
+  /** Hash-rows collections (`?hashes=rows`), by name: their table schema. */
+  readonly #rows = new Map<string, CollectionSchema>();
   /** Discover's SCAN, kept for reading (cleared by writes). */
   #scanned: ScanCache | undefined;
   /** Whether the database held a key with an expiry when the bulk path last looked (INFO keyspace). */
@@ -299,42 +303,115 @@ export class RedisConnector implements Connector, BulkTransfer {
       const exact = escapeGlob(prefix);
       if (continued) this.#patterns.set(name, { match: Buffer.from(`${exact}*`, "latin1"), exclude: [], prefix });
       else this.#patterns.set(name, { match: Buffer.from(exact, "latin1"), exclude: [] });
-      out.push(keyspaceSchema(name));
+      out.push(await this.#shapeOf(name, false));
     }
     return out;
   }
 
   /**
    * The collections `names` selects (after {@link discover}): discovered names, Redis globs
-   * (`apikey:*`, a key-space collection named by the glob), and `!pattern` entries that
-   * exclude matching keys from every selected key-space collection.
+   * (`apikey:*`, a key-space collection named by the glob), `name=glob` (the same, named
+   * `name`: a table's name in another engine), and `!pattern` entries that exclude matching
+   * keys from every selected key-space collection.
    *
    * @throws FerryError `E_NOT_FOUND` for a name that is neither discovered nor a glob.
    */
   async resolve(names: string[]): Promise<CollectionSchema[]> {
     const exclude = names.filter((n) => n.startsWith("!")).map((n) => globRegExp(latin1(n.slice(1))));
     const out: CollectionSchema[] = [];
-    for (const n of names) {
-      if (n.startsWith("!")) continue;
-      const table = this.#tables.get(n);
+    for (const entry of names) {
+      if (entry.startsWith("!")) continue;
+      // `name=pattern` names the collection (a table name elsewhere); else the entry is both.
+      const named = /^([A-Za-z0-9_.-]+)=(.+)$/s.exec(entry);
+      const n = named ? (named[1] as string) : entry;
+      const glob = named ? (named[2] as string) : entry;
+      const table = named ? undefined : this.#tables.get(glob);
       if (table) {
         out.push(table);
         continue;
       }
-      const known = this.#patterns.get(n);
-      if (known === undefined && !/[*?[]/.test(n)) {
+      const known = this.#patterns.get(glob);
+      if (known === undefined && !/[*?[]/.test(glob)) {
         const all = [...this.#tables.keys(), ...this.#patterns.keys()].join(", ") || "none";
         throw new FerryError(
           "E_NOT_FOUND",
-          `no collection ${n} at ${this.displayUrl}: collections there are ${all} (or name keys with a glob, e.g. '${n}:*')`,
-          { details: { missing: [n] } },
+          `no collection ${glob} at ${this.displayUrl}: collections there are ${all} (or name keys with a glob, e.g. '${glob}:*')`,
+          { details: { missing: [glob] } },
         );
       }
-      const base = known ?? { match: Buffer.from(n, "utf8"), exclude: [] };
+      const base = known ?? { match: Buffer.from(glob, "utf8"), exclude: [] };
       this.#patterns.set(n, { ...base, exclude: [...base.exclude, ...exclude] });
-      out.push(keyspaceSchema(n));
+      out.push(await this.#shapeOf(n, true));
     }
     return out;
+  }
+
+  /**
+   * A key-space collection's schema: with `?hashes=rows`, the table of its hashes when every
+   * key is a hash (see `redis-rows.ts`), else the key-space shape.
+   *
+   * @throws FerryError `E_CONFIG` when the user named the collection (`named`) with
+   * `?hashes=rows` and it cannot be rows: which key is not a hash, and how to exclude it.
+   */
+  async #shapeOf(name: string, named: boolean): Promise<CollectionSchema> {
+    this.#rows.delete(name);
+    if (!this.#location.hashRows) return keyspaceSchema(name);
+    const shape = await this.#hashShape(keyspaceSchema(name));
+    const why = notRows(shape);
+    if (why === undefined) {
+      const schema = rowsSchema(name, shape);
+      this.#rows.set(name, schema);
+      return schema;
+    }
+    if (named) {
+      throw new FerryError(
+        "E_CONFIG",
+        `collection ${name} at ${this.displayUrl} cannot be read as rows (?hashes=rows): ${why}; exclude such keys with '!pattern' in --collections, or drop ?hashes=rows to copy the keys as they are`,
+      );
+    }
+    return keyspaceSchema(name);
+  }
+
+  /** One pass over the collection's keys: their types, and the field names of the hashes. */
+  async #hashShape(collection: CollectionSchema): Promise<HashShape> {
+    const shape = emptyShape();
+    const conn = await this.#respConnection();
+    const note = (pairs: Reply[]): void => {
+      for (let i = 0; i + 1 < pairs.length; i += 2) {
+        const field = pairs[i] as Buffer;
+        const name = field.toString("utf8");
+        if (!isUtf8(field) || name === "key" || name === "ttl") shape.badField ??= show(field);
+        shape.fields.set(name, (shape.fields.get(name) ?? false) || !isUtf8(pairs[i + 1] as Buffer));
+      }
+    };
+    for await (const { keys } of this.#keyBatches(collection, undefined, 500)) {
+      const w = new RespWriter();
+      for (const k of keys) {
+        w.command(["TYPE", k]);
+        w.command(["HLEN", k]);
+      }
+      const r = await this.#respSend(conn, w, "read key types");
+      const small: Buffer[] = [];
+      const big: Buffer[] = [];
+      keys.forEach((k, i) => {
+        const type = String(r[2 * i]);
+        if (type === "none") return; // gone meanwhile
+        if (type !== "hash") {
+          shape.other ??= { key: show(k), type };
+          return;
+        }
+        shape.hashes++;
+        if (!isUtf8(k)) shape.binaryKey = true;
+        ((r[2 * i + 1] as number) > PAGE ? big : small).push(k);
+      });
+      if (shape.other) return shape;
+      for (const k of small) w.command(["HGETALL", k]);
+      for (const reply of await this.#respSend(conn, w, "read hash fields")) if (Array.isArray(reply)) note(reply);
+      for (const k of big) {
+        for await (const page of pages(conn, "hash", k, PAGE)) note(page);
+      }
+    }
+    return shape;
   }
 
   /**
@@ -403,10 +480,25 @@ export class RedisConnector implements Connector, BulkTransfer {
    */
   async *read(collection: CollectionSchema, options: ReadOptions): AsyncGenerator<ReadBatch> {
     const table = this.#tables.get(collection.name);
+    const rows = this.#rows.get(collection.name);
     const { after, upTo, batchSize } = options;
     for await (const { keys, bookmark } of this.#keyBatches(collection, after, batchSize, upTo)) {
-      const records = table ? await this.#readTableRows(table, keys) : await this.#readKeys(keys);
+      let records = table ? await this.#readTableRows(table, keys) : await this.#readKeys(keys);
+      if (rows) records = records.map((r) => this.#rowOf(r, rows));
       yield { records, bookmark };
+    }
+  }
+
+  /** A key read as a row of a hash-rows collection (see `redis-rows.ts`). */
+  #rowOf(record: Row, rows: CollectionSchema): Row {
+    try {
+      return rowOf(record, rows);
+    } catch (err) {
+      if (!(err instanceof RedisValueError)) throw err;
+      throw new FerryError(
+        "E_VALIDATION",
+        `key ${show(record.key as Value)} of collection ${rows.name} at ${this.displayUrl} ${err.message}: it cannot be a row of the table read at the start (?hashes=rows); run the copy again`,
+      );
     }
   }
 
@@ -1137,6 +1229,14 @@ export class RedisConnector implements Connector, BulkTransfer {
       }
       return { schema: keyspaceSchema(collection.name), created: false };
     }
+    if (this.#location.hashRows && isRowsShape(collection)) {
+      // Each row a hash at its own key: nothing to create, no schema kept.
+      const schema: CollectionSchema = { ...collection, engine: "redis" };
+      delete schema.native;
+      this.#rows.set(collection.name, schema);
+      if (!this.#patterns.has(collection.name)) this.#patterns.set(collection.name, namePattern(collection.name));
+      return { schema, created: false };
+    }
     await this.#loadTables();
     const existing = this.#tables.get(collection.name);
     if (existing) return { schema: existing, created: false };
@@ -1203,7 +1303,14 @@ export class RedisConnector implements Connector, BulkTransfer {
     this.#discovered = false;
     this.#scanned = undefined;
     const tx = this.#client.multi();
+    const rows = this.#rows.get(collection.name);
     if (table) this.#writeTable(tx, table, ops, failures);
+    else if (rows)
+      await this.#writeKeyspace(
+        tx,
+        ops.map((op) => ({ ...op, record: recordOf(op.record, rows) })),
+        failures,
+      );
     else await this.#writeKeyspace(tx, ops, failures);
     if (checkpoint) {
       const entry = checkpoint.entry({ failures });
@@ -1614,6 +1721,7 @@ function valueCommands(type: RedisType, key: Buffer, value: Value): [string, ...
           : (() => {
               throw new RedisValueError(`${what}: a hash is written from an object or [field, value] pairs`);
             })();
+      if (pairs.length === 0) throw new RedisValueError(`${what}: a hash needs a field (Redis keeps no empty hash)`);
       for (const c of chunks(pairs, PAGE)) out.push(["hset", key, ...c.flat()]);
       break;
     }

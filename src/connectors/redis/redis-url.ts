@@ -10,11 +10,13 @@ export interface RedisLocation {
   password?: string;
   /** `rediss://`: TLS. */
   tls: boolean;
+  /** `?hashes=rows`: collections of hashes read and written as tables (see `redis-rows.ts`). */
+  hashRows?: boolean;
 }
 
 /**
- * Parses `redis://[user:password@]host[:port][/db]` and `rediss://…` (TLS). A password alone
- * is written `redis://:password@host`. The password is percent-decoded.
+ * Parses `redis://[user:password@]host[:port][/db][?hashes=rows]` and `rediss://…` (TLS). A
+ * password alone is written `redis://:password@host`. The password is percent-decoded.
  *
  * @throws FerryError `E_CONFIG` naming what is wrong (never the password).
  */
@@ -45,6 +47,14 @@ export function parseRedisUrl(url: string): RedisLocation {
       throw new FerryError("E_CONFIG", "bad percent-encoding in the Redis URL's user or password");
     }
   };
+  for (const [name, value] of u.searchParams) {
+    if (name !== "hashes" || (value !== "rows" && value !== "keys")) {
+      throw new FerryError(
+        "E_CONFIG",
+        `unknown Redis URL parameter ${name}=${value}: the one parameter is hashes=rows (collections of hashes as tables) or hashes=keys (the default)`,
+      );
+    }
+  }
   return {
     host: u.hostname === "" ? "127.0.0.1" : u.hostname.replace(/^\[|\]$/g, ""),
     port,
@@ -52,5 +62,6 @@ export function parseRedisUrl(url: string): RedisLocation {
     ...(u.username === "" ? {} : { username: decode(u.username) }),
     ...(u.password === "" ? {} : { password: decode(u.password) }),
     tls: scheme === "rediss",
+    ...(u.searchParams.get("hashes") === "rows" ? { hashRows: true } : {}),
   };
 }
