@@ -22,7 +22,13 @@ Instances are URLs:
   ./users.ndjson             one collection, one JSON record per line
   ./accounts.json            top-level arrays are collections; other fields are kept
   postgres://user:pw@host:5432/db?schema=app   a PostgreSQL schema (default public; created when a target)
-  mysql://user:pw@host:3306/db                 a MySQL/MariaDB database (mariadb:// too; created when a target)`;
+  mysql://user:pw@host:3306/db                 a MySQL/MariaDB database (mariadb:// too; created when a target)
+  redis://[user:pw@]host:6379/0                a Redis database (rediss:// for TLS); add ?hashes=rows to read
+                                               collections of hashes as tables (key, ttl, a column per field)
+                                               and write such tables back as hashes
+
+Redis collections are key prefixes (apikey, usage, …) or, in --collections, globs: 'apikey:*',
+'apikeys=apikey:*' (named), '!apikey:idx:*' (excluded from every selected collection).`;
 
 /**
  * Adds `?schema=NAME` to a PostgreSQL URL that has none (the `--schema` flag); other URLs
@@ -173,7 +179,7 @@ export function program(): Command {
     .option("--stop-on-error", "stop at the first record the target refuses")
     .option(
       "--jobs <n>",
-      "collections and key ranges copied at once (PostgreSQL/MySQL targets; default: CPU cores)",
+      "collections and key ranges copied at once (PostgreSQL, MySQL and Redis targets; default: CPU cores)",
       positiveInt,
       defaultJobs(),
     )
@@ -203,7 +209,9 @@ Examples:
   ferry copy --from ./backup/ --to sqlite:./restored.db --conflict skip --yes
   ferry copy --from sqlite:a.db --to sqlite:b.db --conflict merge --key email --dry-run
   ferry copy --from postgres://postgres@127.0.0.1/app --to postgres://postgres@10.0.0.2/app --jobs 4 --yes
-  ferry copy --from mysql://root@127.0.0.1/shop --to postgres://postgres@127.0.0.1/shop --allow-lossy --yes`,
+  ferry copy --from mysql://root@127.0.0.1/shop --to postgres://postgres@127.0.0.1/shop --allow-lossy --yes
+  ferry copy --from redis://:pw@prod:6379/0 --to redis://qa:6379/1 --collections 'apikey:*,!apikey:idx:*' --conflict skip --yes
+  ferry copy --from 'redis://prod:6379/0?hashes=rows' --to postgres://postgres@127.0.0.1/relay --collections 'apikeys=apikey:*,!apikey:idx:*' --yes`,
     )
     .action(async (flags: CopyFlags) => {
       process.exitCode = await copyCommand(flags);
