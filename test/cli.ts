@@ -21,9 +21,13 @@ export interface CliResult {
 }
 
 /** Runs `ferry ARGS` without a terminal and waits for it. */
-export function ferry(args: string[], options: { input?: string; cwd?: string } = {}): CliResult {
+export function ferry(
+  args: string[],
+  options: { input?: string; cwd?: string; env?: Record<string, string> } = {},
+): CliResult {
   const r = spawnSync(process.execPath, [BIN, ...args], {
     cwd: options.cwd ?? ROOT,
+    ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
     input: options.input ?? "",
     encoding: "utf8",
     timeout: 120_000,

@@ -1782,6 +1782,17 @@ function connectionError(err: unknown, where: string, location: RedisLocation, w
       cause: err,
     });
   }
+  const code = (err as { code?: unknown } | null)?.code;
+  if (
+    location.tls &&
+    (/certificate|self[- ]signed|altnames/i.test(message) || (typeof code === "string" && /CERT|TLS/.test(code)))
+  ) {
+    return new FerryError(
+      "E_CONNECTION",
+      `${where}: the server's TLS certificate is not trusted (${message}): give Node its CA with NODE_EXTRA_CA_CERTS=/path/ca.pem, and use the host name the certificate names`,
+      { cause: err },
+    );
+  }
   if (/ECONNREFUSED|ETIMEDOUT|ENOTFOUND|EHOSTUNREACH|Connection is closed|connect/i.test(message)) {
     return new FerryError(
       "E_CONNECTION",
