@@ -86,7 +86,9 @@ export interface PrepareResult {
  * 3. `discover` lists user collections (not `_ferry_*` ones) with fields, keys, foreign keys,
  *    indexes; `native` when the engine can recreate the collection verbatim.
  * 4. `read` yields batches in primary-key order (insertion order when there is no key) and
- *    resumes strictly after `after`. It never yields a record twice across a resume.
+ *    resumes strictly after `after`. It never yields a record twice across a resume, with one
+ *    exception: Redis, whose SCAN order can change when the server rehashes between runs,
+ *    yields again the keys of the bookmark's SCAN reply it cannot prove done (never skips one).
  * 5. `write` applies ops in order, atomically with `checkpoint` when given: when `write`
  *    resolves, the ops and the checkpoint are both durable, or (on throw) neither is.
  *    A record the engine refuses becomes a `WriteFailure`; the rest of the batch still applies.

@@ -230,6 +230,28 @@ describe("redis connector", () => {
     expect(keys.some((k) => k.startsWith("claude:"))).toBe(false);
   });
 
+  it("names a glob with name=glob, and takes a discovered name containing '=' as itself", async () => {
+    const src = await a.fresh();
+    const dst = await b.fresh();
+    await withClient(src, async (c) => {
+      await c.mset("k=v:1", "a", "k=v:2", "b", "account:1", "x", "account:2", "y", "account:3", "z", "user:1", "u");
+    });
+    const totals = new Map<string, number | undefined>();
+    const r = await copy({
+      from: src,
+      to: dst,
+      collections: ["k=v", "user=account:*"],
+      onEvent: (e) => {
+        if (e.type === "progress") totals.set(e.collection, e.total);
+      },
+    });
+    expect(r.collections["k=v"]).toMatchObject({ copied: 2, failed: 0 });
+    expect(r.collections.user).toMatchObject({ copied: 3, failed: 0 });
+    // Named `user`: the account keys (3), not discover's count of the `user` prefix (1).
+    expect(totals.get("user")).toBe(3);
+    expect((await snapshot(dst)).size).toBe(5);
+  });
+
   it("does not resurrect a key whose expiry passed before it was written", async () => {
     const dst = await b.fresh();
     const c = await openConnector(dst, { write: true });

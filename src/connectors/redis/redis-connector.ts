@@ -12,8 +12,9 @@
  *   `<collection>:<primary key>`, and the collection's schema in the hash `ferry:schemas`
  *   so values read back with their types.
  *
- * Reads SCAN (never KEYS); a batch is whole SCAN replies, and the bookmark is the SCAN cursor
- * after it. Aggregates are read in pages (HSCAN, SSCAN, ZRANGE, LRANGE, XRANGE by count).
+ * Reads SCAN (never KEYS), once: discover's SCAN is kept and collections read their keys from
+ * it. A bookmark is a SCAN cursor, how many matching keys from it are done, and a check of
+ * them (see `#keyBatches`). Aggregates are read in pages (HSCAN, SSCAN, ZRANGE, LRANGE, XRANGE).
  * Writes of a batch run in one MULTI/EXEC with the journal checkpoint (`ferry:journal` hash).
  */
 import { isUtf8 } from "node:buffer";
@@ -151,7 +152,10 @@ interface Pattern {
 /** One Redis database as a Ferry instance (see the module comment). */
 export class RedisConnector implements Connector, BulkTransfer {
   readonly engine = "redis";
-  /** Writes are MULTI/EXEC blocks (and bulk batches) on one connection each: several may run at once. */
+  /**
+   * Several writes may run at once: each is one MULTI/EXEC block (or one bulk batch), sent
+   * whole on the shared connection, so blocks never interleave.
+   */
   readonly concurrentWrites = true;
   readonly displayUrl: string;
   readonly identity: string;
@@ -165,12 +169,14 @@ export class RedisConnector implements Connector, BulkTransfer {
   readonly #indexes = new Map<string, Map<string, Row>>();
   /** The bulk path's own connection (see resp.ts), opened on first use. */
   #resp: Promise<RespConnection> | undefined;
-  /** The bulk path's read-ahead per collection: where its next batch starts, and the batches. */
+  /** The bulk path's read-ahead per key range (collection and `upTo`): where its next batch starts, and the batches. */
   readonly #ahead = new Map<string, { at: string; batches: AsyncGenerator<DumpBatch> }>();
   /** Keys per prefix collection as {@link discover} counted them (cleared by writes). */
   readonly #counted = new Map<string, number>();
   /** {@link #counted} holds what discover counted (no write since). */
   #discovered = false;
+  /** What one pass found about the hashes of a key set (`?hashes=rows`), by pattern (cleared by writes). */
+  readonly #shapes = new Map<string, HashShape>();
   /** Hash-rows collections (`?hashes=rows`), by name: their table schema. */
   readonly #rows = new Map<string, CollectionSchema>();
   /** Discover's SCAN, kept for reading (cleared by writes). */
@@ -321,8 +327,10 @@ export class RedisConnector implements Connector, BulkTransfer {
     const out: CollectionSchema[] = [];
     for (const entry of names) {
       if (entry.startsWith("!")) continue;
-      // `name=pattern` names the collection (a table name elsewhere); else the entry is both.
-      const named = /^([A-Za-z0-9_.-]+)=(.+)$/s.exec(entry);
+      // `name=glob` names the collection (a table's name elsewhere); else the entry is both. A
+      // known collection is itself even with a `=`; a glob with one is written `name=glob`.
+      const plain = this.#patterns.has(entry) || this.#tables.has(entry);
+      const named = plain ? null : /^([A-Za-z0-9_.-]+)=(.+)$/s.exec(entry);
       const n = named ? (named[1] as string) : entry;
       const glob = named ? (named[2] as string) : entry;
       const table = named ? undefined : this.#tables.get(glob);
@@ -339,6 +347,14 @@ export class RedisConnector implements Connector, BulkTransfer {
           { details: { missing: [glob] } },
         );
       }
+      if (named && this.#tables.has(n)) {
+        throw new FerryError(
+          "E_CONFIG",
+          `${entry}: ${n} is a table collection at ${this.displayUrl}: name the keys otherwise`,
+        );
+      }
+      // Discover counted the prefix `n`, not what `name=glob` now holds.
+      if (named) this.#counted.delete(n);
       const base = known ?? { match: Buffer.from(glob, "utf8"), exclude: [] };
       this.#patterns.set(n, { ...base, exclude: [...base.exclude, ...exclude] });
       out.push(await this.#shapeOf(n, true));
@@ -356,7 +372,14 @@ export class RedisConnector implements Connector, BulkTransfer {
   async #shapeOf(name: string, named: boolean): Promise<CollectionSchema> {
     this.#rows.delete(name);
     if (!this.#location.hashRows) return keyspaceSchema(name);
-    const shape = await this.#hashShape(keyspaceSchema(name));
+    // One pass per key set: resolve reuses discover's for a collection it selects unchanged.
+    const p = this.#patternOf(keyspaceSchema(name));
+    const id = `${p.match.toString("hex")}\u0000${p.prefix ?? ""}\u0000${p.exclude.map((e) => e.source).join("\u0000")}`;
+    let shape = this.#shapes.get(id);
+    if (shape === undefined) {
+      shape = await this.#hashShape(keyspaceSchema(name));
+      this.#shapes.set(id, shape);
+    }
     const why = notRows(shape);
     if (why === undefined) {
       const schema = rowsSchema(name, shape);
@@ -474,9 +497,9 @@ export class RedisConnector implements Connector, BulkTransfer {
 
   /**
    * Records batch by batch in SCAN order, `batchSize` per batch. The bookmark after a batch
-   * is `{ cursor, skip }`: the SCAN cursor of the reply its last key came from and how many
-   * keys of that reply are done, so a resumed read repeats that SCAN call and skips them
-   * (SCAN from one cursor returns the same keys while the keyspace does not change).
+   * is `{ cursor, skip, check }`: the SCAN cursor of the reply its last key came from, how many
+   * matching keys of that reply are done, and a check of them; a resumed read repeats that
+   * SCAN call and passes over them (see `#keyBatches` for when it reads them again).
    */
   async *read(collection: CollectionSchema, options: ReadOptions): AsyncGenerator<ReadBatch> {
     const table = this.#tables.get(collection.name);
@@ -657,6 +680,7 @@ export class RedisConnector implements Connector, BulkTransfer {
     const src = source as RedisConnector;
     this.#discovered = false;
     this.#scanned = undefined;
+    this.#shapes.clear();
     // Checkpoints every BULK_KEYS keys at most: a batch holds every payload of it in memory.
     const size = Math.min(options.limit, BULK_KEYS);
     let batch = await src.#nextDumps(collection, options.after, options.upTo, size);
@@ -1302,6 +1326,7 @@ export class RedisConnector implements Connector, BulkTransfer {
     const failures: WriteFailure[] = [];
     this.#discovered = false;
     this.#scanned = undefined;
+    this.#shapes.clear();
     const tx = this.#client.multi();
     const rows = this.#rows.get(collection.name);
     if (table) this.#writeTable(tx, table, ops, failures);
