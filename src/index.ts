@@ -17,3 +17,7 @@ export type { CollectionSchema, FieldSchema, FieldType } from "./core/schema.js"
 export type { CollectionPlan, FieldMapping, MappingLevel, TypePlan } from "./core/type-plan.js";
 export { redactUrl } from "./core/url.js";
 export { decodeRow, encodeRow, PreciseDate, parseTimestamp, type Row, type Value } from "./core/values.js";
+export type { CollectionConfig, FerryConfig, TransformContext } from "./profile/define-config.js";
+export { defineConfig } from "./profile/define-config.js";
+export { checkInstances, type InstanceCheck, instanceUrl } from "./profile/instances.js";
+export { type LoadProfileOptions, loadProfile, type Profile } from "./profile/load-profile.js";

@@ -12,6 +12,8 @@ import { type ConflictMode, processed, type RunEntry } from "../core/journal.js"
 import { plan } from "../core/plan.js";
 import { knownInstances } from "../core/registry.js";
 import { redactUrl } from "../core/url.js";
+import { checkInstances, instanceUrl } from "../profile/instances.js";
+import { loadProfile, PROFILE_FILES, type Profile } from "../profile/load-profile.js";
 import { askToConfirm, requireConfirmable } from "./prompt.js";
 import { formatDuration, HumanRenderer, planTable } from "./render.js";
 
@@ -54,6 +56,19 @@ function positiveInt(value: string): number {
   return n;
 }
 
+/** The profile `--config` names, or the one in the working directory (loaded once). */
+let loaded: Promise<Profile | undefined> | undefined;
+function profileOf(cmd: Command): Promise<Profile | undefined> {
+  const { config } = cmd.optsWithGlobals<{ config?: string }>();
+  loaded ??= loadProfile(config === undefined ? {} : { config });
+  return loaded;
+}
+
+/** `--from`/`--to`/`--at` as a URL: a profile instance's name becomes its URL. */
+async function urlOf(value: string, cmd: Command, schema?: string): Promise<string> {
+  return withSchema(instanceUrl(value, await profileOf(cmd)), schema);
+}
+
 /** Writes machine output: one JSON document per line on stdout. */
 function json(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value)}\n`);
@@ -77,8 +92,10 @@ interface CopyFlags {
   schema?: string;
 }
 
-async function copyCommand(flags: CopyFlags): Promise<number> {
+async function copyCommand(flags: CopyFlags, cmd: Command): Promise<number> {
   requireConfirmable(Boolean(flags.yes), Boolean(flags.dryRun));
+  const from = await urlOf(flags.from, cmd, flags.schema);
+  const to = await urlOf(flags.to, cmd, flags.schema);
   const human = new HumanRenderer({ write: (t) => process.stderr.write(t), isTTY: Boolean(process.stderr.isTTY) });
   const onEvent = (e: FerryEvent) => (flags.json ? json(e) : human.handle(e));
 
@@ -97,8 +114,8 @@ async function copyCommand(flags: CopyFlags): Promise<number> {
   process.on("SIGTERM", onSignal);
   try {
     const result = await copy({
-      from: withSchema(flags.from, flags.schema),
-      to: withSchema(flags.to, flags.schema),
+      from,
+      to,
       jobs: flags.jobs,
       allowLossy: Boolean(flags.allowLossy),
       ...(flags.collections ? { collections: flags.collections } : {}),
@@ -153,7 +170,11 @@ export function program(): Command {
     .version("0.1.0")
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) });
+    .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) })
+    .option(
+      "--config <file>",
+      `the application profile (default: ${PROFILE_FILES.join(", ")} in this directory, if any)`,
+    );
 
   p.command("copy")
     .description("copy collections from one instance to another, resumably, with a conflict mode")
@@ -213,8 +234,8 @@ Examples:
   ferry copy --from redis://:pw@prod:6379/0 --to redis://qa:6379/1 --collections 'apikey:*,!apikey:idx:*' --conflict skip --yes
   ferry copy --from 'redis://prod:6379/0?hashes=rows' --to postgres://postgres@127.0.0.1/relay --collections 'apikeys=apikey:*,!apikey:idx:*' --yes`,
     )
-    .action(async (flags: CopyFlags) => {
-      process.exitCode = await copyCommand(flags);
+    .action(async (flags: CopyFlags, cmd: Command) => {
+      process.exitCode = await copyCommand(flags, cmd);
     });
 
   p.command("plan")
@@ -238,23 +259,28 @@ Each field is one of:
 Example:
   ferry plan --from mysql://root@127.0.0.1/shop --to postgres://postgres@127.0.0.1/shop`,
     )
-    .action(async (flags: { from: string; to: string; collections?: string[]; schema?: string; json?: boolean }) => {
-      const p = await plan({
-        from: withSchema(flags.from, flags.schema),
-        to: withSchema(flags.to, flags.schema),
-        ...(flags.collections ? { collections: flags.collections } : {}),
-      });
-      if (flags.json) json(p);
-      else process.stdout.write(`${planTable(p, true)}\n`);
-    });
+    .action(
+      async (
+        flags: { from: string; to: string; collections?: string[]; schema?: string; json?: boolean },
+        cmd: Command,
+      ) => {
+        const p = await plan({
+          from: await urlOf(flags.from, cmd, flags.schema),
+          to: await urlOf(flags.to, cmd, flags.schema),
+          ...(flags.collections ? { collections: flags.collections } : {}),
+        });
+        if (flags.json) json(p);
+        else process.stdout.write(`${planTable(p, true)}\n`);
+      },
+    );
 
   p.command("history")
     .description("list the runs recorded in an instance's journal, newest first")
     .requiredOption("--at <url>", "the instance (a copy's target)")
     .option("--limit <n>", "at most this many runs", positiveInt)
     .option("--json", "one run per line as JSON on stdout")
-    .action(async (flags: { at: string; limit?: number; json?: boolean }) => {
-      const runs = await history({ at: flags.at, ...(flags.limit ? { limit: flags.limit } : {}) });
+    .action(async (flags: { at: string; limit?: number; json?: boolean }, cmd: Command) => {
+      const runs = await history({ at: await urlOf(flags.at, cmd), ...(flags.limit ? { limit: flags.limit } : {}) });
       if (flags.json) for (const r of runs) json(r);
       else if (runs.length === 0) process.stderr.write(`no runs recorded at ${redactUrl(flags.at)}\n`);
       else process.stdout.write(`${runs.map(runLine).join("\n")}\n`);
@@ -265,10 +291,49 @@ Example:
     .argument("[id]", "run id or a unique prefix (default: the newest run)")
     .requiredOption("--at <url>", "the instance whose journal holds the run")
     .option("--json", "the run as JSON on stdout")
-    .action(async (id: string | undefined, flags: { at: string; json?: boolean }) => {
-      const r = await status({ at: flags.at, ...(id ? { id } : {}) });
+    .action(async (id: string | undefined, flags: { at: string; json?: boolean }, cmd: Command) => {
+      const r = await status({ at: await urlOf(flags.at, cmd), ...(id ? { id } : {}) });
       if (flags.json) json(r);
       else process.stdout.write(`${statusText(r)}\n`);
+    });
+
+  p.command("check")
+    .description("check the application profile (every problem at once) and reach every instance it names")
+    .option("--json", "the result as JSON on stdout")
+    .addHelpText(
+      "after",
+      `
+The profile is ferry.config.ts (or .mts, .js, .mjs, .json) in this directory, or --config FILE.
+Problems are listed as path: message, all at once (exit 2). Then each named instance is
+connected to: its engine and version, or why it cannot be reached (exit 1 if any cannot).
+
+Example:
+  ferry check
+  ferry --config ./ops/ferry.config.ts check --json`,
+    )
+    .action(async (flags: { json?: boolean }, cmd: Command) => {
+      const profile = await profileOf(cmd);
+      if (!profile) {
+        throw new FerryError(
+          "E_CONFIG",
+          `no profile here (${PROFILE_FILES.join(", ")}): write one (export default defineConfig({ … })), or give --config FILE`,
+        );
+      }
+      const checks = await checkInstances(profile);
+      const c = profile.config;
+      if (flags.json) json({ type: "check", profile: profile.path, app: c.app ?? null, instances: checks });
+      else {
+        const app = c.app ? ` (${c.app.name}${c.app.version ? ` ${c.app.version}` : ""})` : "";
+        const counts = `${checks.length} instance${checks.length === 1 ? "" : "s"}, ${Object.keys(c.collections ?? {}).length} collections`;
+        const lines = [`profile ${profile.path}${app}: valid; ${counts}`];
+        const width = Math.max(0, ...checks.map((i) => i.name.length));
+        for (const i of checks) {
+          const state = i.reachable ? `ok  ${i.version ?? ""}` : `UNREACHABLE  ${i.error?.message ?? ""}`;
+          lines.push(`  ${i.name.padEnd(width)}  ${state}  (${i.url})`);
+        }
+        process.stdout.write(`${lines.join("\n")}\n`);
+      }
+      process.exitCode = checks.every((i) => i.reachable) ? 0 : 1;
     });
 
   p.addHelpText("after", `${INSTANCES_HELP}\n\nKnown instance kinds: ${knownInstances().join(" · ")}`);

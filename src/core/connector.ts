@@ -107,6 +107,8 @@ export interface Connector {
   readonly identity: string;
 
   check(): Promise<void>;
+  /** Optional: the server's product and version (`PostgreSQL 15.8`, `Redis 7.0.15`), for `ferry check`. */
+  version?(): Promise<string>;
   discover(): Promise<CollectionSchema[]>;
   /**
    * Optional: the collections a user's selection names (after `discover`), where names can

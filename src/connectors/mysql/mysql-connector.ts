@@ -271,6 +271,11 @@ export class MysqlConnector implements Connector, TextExport {
     return info;
   }
 
+  async version(): Promise<string> {
+    const info = await this.#use((s) => this.#serverInfo(s));
+    return `${info.mariadb ? "MariaDB" : "MySQL"} ${info.version}`;
+  }
+
   async check(): Promise<void> {
     try {
       await this.#use(async (s) => {

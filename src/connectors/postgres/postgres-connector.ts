@@ -474,6 +474,11 @@ export class PostgresConnector implements Connector, BulkTransfer {
   // -------------------------------------------------------------------------------------
   // Discovery
 
+  async version(): Promise<string> {
+    const r = await this.#meta((c) => c.query<{ v: string }>("SELECT current_setting('server_version') AS v"));
+    return `PostgreSQL ${String(r.rows[0]?.v ?? "?")}`;
+  }
+
   async check(): Promise<void> {
     if (this.#pool) {
       await this.#pool.use(async (c) => c.query("SELECT 1"));

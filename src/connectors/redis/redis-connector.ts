@@ -161,6 +161,8 @@ export class RedisConnector implements Connector, BulkTransfer {
   readonly identity: string;
   readonly #client: Redis;
   readonly #location: RedisLocation;
+  /** The server's `redis_version`. */
+  #version = "?";
   /** PEXPIRETIME exists (Redis 7): expiry read as absolute time in one step. */
   #absoluteTtl = false;
   readonly #tables = new Map<string, CollectionSchema>();
@@ -243,6 +245,7 @@ export class RedisConnector implements Connector, BulkTransfer {
       }
       const version = /^redis_version:(\d+)/m.exec(info)?.[1];
       c.#absoluteTtl = Number(version ?? 0) >= 7;
+      c.#version = /^redis_version:(\S+)/m.exec(info)?.[1] ?? "?";
     } catch (err) {
       client.disconnect();
       if (isFerryError(err)) throw err;
@@ -253,6 +256,10 @@ export class RedisConnector implements Connector, BulkTransfer {
 
   async check(): Promise<void> {
     await this.#call(() => this.#client.ping(), "ping");
+  }
+
+  async version(): Promise<string> {
+    return `Redis ${this.#version}`;
   }
 
   // -------------------------------------------------------------------------------------

@@ -328,6 +328,15 @@ export class SqliteConnector implements Connector, BulkTransfer {
     return stmt;
   }
 
+  async version(): Promise<string> {
+    const db = new Database(":memory:");
+    try {
+      return `SQLite ${String((db.prepare("SELECT sqlite_version() AS v").get() as { v: string }).v)}`;
+    } finally {
+      db.close();
+    }
+  }
+
   async check(): Promise<void> {
     const db = this.#readable();
     if (db !== undefined) {

@@ -1,0 +1,66 @@
+/**
+ * The application profile's types: what `ferry.config.ts` declares. `defineConfig` only
+ * types the object (the profile is checked when Ferry loads it, see `load-profile.ts`).
+ */
+import type { StandardSchemaV1 } from "@standard-schema/spec";
+import type { ConflictMode } from "../core/journal.js";
+import type { Row } from "../core/values.js";
+
+/** What a transform is given besides the record. */
+export interface TransformContext {
+  /** The collection's name in the profile. */
+  collection: string;
+}
+
+/**
+ * One collection of the application: where its records live at each kind of instance, how
+ * they are identified, checked and protected.
+ */
+export interface CollectionConfig {
+  /** Redis key patterns (globs) whose keys the collection holds. */
+  match?: string | string[];
+  /** Redis key patterns left out of `match`. */
+  exclude?: string[];
+  /** The table (SQL) or array (JSON file) holding it, when its name there is not the collection's. */
+  table?: string;
+  /** Primary key field(s); default: the instance's own. */
+  key?: string | string[];
+  /** Field(s) that identify a record across instances (merge and skip match on them). */
+  naturalKey?: string | string[];
+  /** A Standard Schema validator (zod, valibot, arktype…) every written record must pass. */
+  schema?: StandardSchemaV1;
+  /** Fields never shown in logs, errors, `--json` events or previews. */
+  secret?: string[];
+  /** This collection's conflict mode, over `--conflict`. */
+  conflict?: ConflictMode;
+  /** `false`: the collection never leaves its instance (copies and exports skip it). Default true. */
+  export?: boolean;
+  /** The target collection's name, when it differs. */
+  rename?: string;
+  /** Changes a record on its way (return it, a new one, or null to drop it); runs before validation. */
+  transform?: (record: Row, ctx: TransformContext) => Row | null | Promise<Row | null>;
+}
+
+/** A whole profile. */
+export interface FerryConfig {
+  app?: { name: string; version?: string };
+  /**
+   * Named instances: a name is usable wherever a URL is (`--from prod`). Values may read the
+   * environment: `${VAR}`, or `${VAR:-default}` when it may be unset.
+   */
+  instances?: Record<string, string>;
+  collections?: Record<string, CollectionConfig>;
+  /** Dependencies the instances do not declare: collection → collections copied before it. */
+  dependsOn?: Record<string, string[]>;
+}
+
+/**
+ * Types a profile in `ferry.config.ts`.
+ *
+ * @example
+ * import { defineConfig } from "ferry";
+ * export default defineConfig({ instances: { prod: "redis://${REDIS_HOST:-localhost}:6379/0" } });
+ */
+export function defineConfig(config: FerryConfig): FerryConfig {
+  return config;
+}

@@ -1,0 +1,227 @@
+/**
+ * Finds, loads and checks the application profile (`ferry.config.ts`, `.mts`, `.js`, `.mjs`,
+ * `.json`): TypeScript is loaded without a build step (jiti), and `import { defineConfig }
+ * from "ferry"` resolves to the running Ferry. Every problem is reported at once, each as
+ * `path: message`; instance URLs read the environment (`${VAR}`, `${VAR:-default}`).
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { isAbsolute, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createJiti } from "jiti";
+import { z } from "zod";
+import { FerryError } from "../core/errors.js";
+import type { FerryConfig } from "./define-config.js";
+
+/** File names a profile may have, in the order they are looked for. */
+export const PROFILE_FILES = [
+  "ferry.config.ts",
+  "ferry.config.mts",
+  "ferry.config.js",
+  "ferry.config.mjs",
+  "ferry.config.json",
+];
+
+/** A loaded, checked profile. */
+export interface Profile {
+  /** The file it came from (absolute). */
+  path: string;
+  /** The profile, instance URLs with their `${VAR}`s filled in. */
+  config: FerryConfig;
+}
+
+/** Where to look, and what environment `${VAR}` reads (default `process.env`). */
+export interface LoadProfileOptions {
+  /** A profile file given by the user (`--config`): it must exist. */
+  config?: string;
+  /** Directory searched when `config` is not given. Default: the working directory. */
+  cwd?: string;
+  env?: Record<string, string | undefined>;
+}
+
+const NAME = /^[A-Za-z][A-Za-z0-9_-]*$/;
+const strings = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]);
+
+const collectionShape = z.strictObject({
+  match: strings.optional(),
+  exclude: z.array(z.string().min(1)).optional(),
+  table: z.string().min(1).optional(),
+  key: strings.optional(),
+  naturalKey: strings.optional(),
+  schema: z
+    .custom<unknown>(
+      (v) => typeof v === "object" && v !== null && "~standard" in v,
+      "must be a Standard Schema validator (a zod, valibot or arktype schema)",
+    )
+    .optional(),
+  secret: z.array(z.string().min(1)).optional(),
+  conflict: z.enum(["fail", "skip", "overwrite", "merge"]).optional(),
+  export: z.boolean().optional(),
+  rename: z.string().regex(NAME, "must be a name (letters, digits, _ and -)").optional(),
+  transform: z
+    .custom<unknown>((v) => typeof v === "function", "must be a function (record, ctx) => record | null")
+    .optional(),
+});
+
+const profileShape = z.strictObject({
+  app: z.strictObject({ name: z.string().min(1), version: z.string().min(1).optional() }).optional(),
+  instances: z
+    .record(z.string().regex(NAME, "an instance name is letters, digits, _ and -"), z.string().min(1))
+    .optional(),
+  collections: z
+    .record(z.string().regex(NAME, "a collection name is letters, digits, _ and -"), collectionShape)
+    .optional(),
+  dependsOn: z.record(z.string(), z.array(z.string().min(1))).optional(),
+});
+
+/**
+ * The profile in `options.config`, or the first of {@link PROFILE_FILES} in `options.cwd`;
+ * undefined when there is none (Ferry then works on whole databases).
+ *
+ * @throws FerryError `E_CONFIG` listing every problem as `path: message` (a typo'd key, a
+ * wrong type, an unset environment variable, a module that does not load), with the file.
+ */
+export async function loadProfile(options: LoadProfileOptions = {}): Promise<Profile | undefined> {
+  const cwd = options.cwd ?? process.cwd();
+  let path: string;
+  if (options.config !== undefined) {
+    path = isAbsolute(options.config) ? options.config : resolve(cwd, options.config);
+    if (!existsSync(path)) throw new FerryError("E_CONFIG", `--config ${options.config}: no such file`);
+  } else {
+    const found = PROFILE_FILES.map((f) => resolve(cwd, f)).filter((p) => existsSync(p));
+    if (found.length === 0) return undefined;
+    if (found.length > 1) {
+      const names = found.map((p) => relative(cwd, p)).join(", ");
+      throw new FerryError("E_CONFIG", `more than one profile here (${names}): keep one, or pick one with --config`);
+    }
+    path = found[0] as string;
+  }
+  const shown = relative(cwd, path) || path;
+  const raw = await importProfile(path, shown);
+  const checked = profileShape.safeParse(raw);
+  const problems = checked.success ? [] : checked.error.issues.flatMap(describeIssue);
+  const config = (checked.success ? checked.data : raw) as FerryConfig;
+  const instances: Record<string, string> = {};
+  for (const [name, url] of Object.entries(config.instances ?? {})) {
+    if (typeof url !== "string") continue;
+    const filled = interpolate(url, options.env ?? process.env);
+    problems.push(
+      ...filled.missing.map(
+        (v) => `instances.${name}: environment variable ${v} is not set (set it, or write \${${v}:-default})`,
+      ),
+    );
+    instances[name] = filled.text;
+  }
+  if (problems.length > 0) {
+    throw new FerryError(
+      "E_CONFIG",
+      `${shown} has ${problems.length === 1 ? "a problem" : `${problems.length} problems`}:\n${problems.map((p) => `  ${p}`).join("\n")}`,
+      {
+        details: { profile: shown, problems },
+      },
+    );
+  }
+  return { path, config: { ...config, ...(config.instances ? { instances } : {}) } };
+}
+
+/** The module's default export (or the JSON), with load errors pointing into the file. */
+async function importProfile(path: string, shown: string): Promise<unknown> {
+  if (path.endsWith(".json")) {
+    try {
+      return JSON.parse(readFileSync(path, "utf8"));
+    } catch (err) {
+      throw new FerryError("E_CONFIG", `${shown}: not valid JSON: ${(err as Error).message}`);
+    }
+  }
+  // `import … from "ferry"` in the profile is this Ferry (no install in the app needed).
+  const self = fileURLToPath(new URL("../index", import.meta.url));
+  const jiti = createJiti(import.meta.url, { alias: { ferry: self }, moduleCache: false, fsCache: false });
+  let mod: unknown;
+  try {
+    mod = await jiti.import(path, { default: true });
+  } catch (err) {
+    const e = err instanceof Error ? err : new Error(String(err));
+    const message = (e.message.split("\n")[0] as string).trim();
+    // The line in the profile where it failed, when the stack says.
+    const frame = (e.stack ?? "")
+      .split("\n")
+      .map((l) => l.trim())
+      .find((l) => l.startsWith("at ") && l.includes(path));
+    const where = frame ? ` (${frame.replace(path, shown)})` : "";
+    const missing = /Cannot find (?:module|package) '([^']+)'/.exec(message)?.[1];
+    const hint = missing ? `: install ${missing} in the project the profile belongs to (npm install ${missing})` : "";
+    throw new FerryError("E_CONFIG", `${shown} could not be loaded: ${message}${where}${hint}`, { cause: err });
+  }
+  if (mod === undefined || mod === null || typeof mod !== "object") {
+    throw new FerryError(
+      "E_CONFIG",
+      `${shown}: export the profile as the default export (export default defineConfig({ … }))`,
+    );
+  }
+  return mod;
+}
+
+/** `path: message` for one issue; unknown keys name the key meant when one is close. */
+function describeIssue(issue: z.core.$ZodIssue): string[] {
+  const at = issue.path.map(String).join(".");
+  if (issue.code === "unrecognized_keys") {
+    const known = knownKeys(issue.path);
+    return issue.keys.map((k) => {
+      const near = closest(k, known);
+      const path = at === "" ? k : `${at}.${k}`;
+      return `${path}: unknown key${near ? ` (did you mean ${near}?)` : `; known keys: ${known.join(", ")}`}`;
+    });
+  }
+  const what = issue.code === "invalid_type" && /received undefined/.test(issue.message) ? "required" : issue.message;
+  return [`${at === "" ? "(profile)" : at}: ${what}`];
+}
+
+function knownKeys(path: PropertyKey[]): string[] {
+  if (path.length === 0) return Object.keys(profileShape.shape);
+  if (path[0] === "app") return ["name", "version"];
+  if (path[0] === "collections") return Object.keys(collectionShape.shape);
+  return [];
+}
+
+/** The known key within edit distance 2 of `key`, if any. */
+function closest(key: string, known: string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = 3;
+  for (const k of known) {
+    const d = distance(key.toLowerCase(), k.toLowerCase());
+    if (d < bestD) {
+      best = k;
+      bestD = d;
+    }
+  }
+  return best;
+}
+
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0] as number;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const here = row[j] as number;
+      row[j] = Math.min(here + 1, (row[j - 1] as number) + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = here;
+    }
+  }
+  return row[b.length] as number;
+}
+
+/** `${VAR}` and `${VAR:-default}` filled from `env`; the variables unset and without a default. */
+export function interpolate(
+  text: string,
+  env: Record<string, string | undefined>,
+): { text: string; missing: string[] } {
+  const missing: string[] = [];
+  const out = text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_, name: string, fallback?: string) => {
+    const v = env[name];
+    if (v !== undefined && v !== "") return v;
+    if (fallback !== undefined) return fallback;
+    missing.push(name);
+    return "";
+  });
+  return { text: out, missing };
+}

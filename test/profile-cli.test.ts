@@ -1,0 +1,112 @@
+/**
+ * The profile from the command line: `ferry check` (every problem at once; each named
+ * instance reached, with its version, against the real servers) and instance names wherever
+ * a URL goes.
+ */
+import { existsSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ferry, ROOT, requireBuild } from "./cli.js";
+import { tempDir } from "./helpers.js";
+import { startRedis, type TestRedis } from "./redis-server.js";
+
+const tmp = tempDir();
+let redis: TestRedis;
+const SECRET = "TopSecret-42";
+
+beforeAll(async () => {
+  requireBuild();
+  redis = await startRedis(16);
+});
+
+afterAll(async () => {
+  await redis?.stop();
+  tmp.cleanup();
+});
+
+function project(name: string, profile: string): string {
+  const dir = join(tmp.dir, name);
+  mkdirSync(dir);
+  symlinkSync(join(ROOT, "node_modules"), join(dir, "node_modules"));
+  writeFileSync(join(dir, "ferry.config.ts"), profile);
+  return dir;
+}
+
+describe("ferry check", () => {
+  it("reaches every named instance and gives its engine and version; an unreachable one fails the check; no password is printed", async () => {
+    const shop = join(ROOT, "examples", "quickstart", "shop.db");
+    const dir = project(
+      "check",
+      `import { defineConfig } from "ferry";
+      export default defineConfig({
+        app: { name: "shop", version: "2.0.0" },
+        instances: {
+          cache: "redis://127.0.0.1:${redis.port}/3",
+          db: "postgres://postgres:\${PG_PASSWORD}@127.0.0.1:5432/postgres",
+          legacy: "mysql://root@127.0.0.1:3306/mysql",
+          local: "sqlite:${shop}",
+          gone: "redis://127.0.0.1:1/0",
+        },
+      });`,
+    );
+    const env = { PG_PASSWORD: SECRET };
+    const r = ferry(["check"], { cwd: dir, env });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/profile .*ferry\.config\.ts \(shop 2\.0\.0\): valid; 5 instances, 0 collections/);
+    expect(r.stdout).toMatch(/cache\s+ok\s+Redis \d+\.\d+/);
+    expect(r.stdout).toMatch(/db\s+ok\s+PostgreSQL \d+/);
+    expect(r.stdout).toMatch(/legacy\s+ok\s+(MariaDB|MySQL) \d+/);
+    expect(r.stdout).toMatch(/local\s+ok\s+SQLite 3\./);
+    expect(r.stdout).toMatch(/gone\s+UNREACHABLE\s+cannot reach Redis at 127\.0\.0\.1:1/);
+    const j = ferry(["check", "--json"], { cwd: dir, env });
+    expect(j.code).toBe(1);
+    const out = JSON.parse(j.stdout) as { instances: { name: string; reachable: boolean; version?: string }[] };
+    expect(out.instances.map((i) => [i.name, i.reachable])).toEqual([
+      ["cache", true],
+      ["db", true],
+      ["legacy", true],
+      ["local", true],
+      ["gone", false],
+    ]);
+    for (const output of [r.stdout, r.stderr, j.stdout, j.stderr]) expect(output).not.toContain(SECRET);
+  });
+
+  it("lists the profile's problems as path: message and exits 2", () => {
+    const dir = project(
+      "bad",
+      `export default { instances: { prod: "redis://\${MISSING_HOST}:6379/0" }, collections: { apikeys: { mach: "apikey:*" } } };`,
+    );
+    const r = ferry(["check"], { cwd: dir });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/ferry\.config\.ts has 2 problems:/);
+    expect(r.stderr).toMatch(/collections\.apikeys\.mach: unknown key \(did you mean match\?\)/);
+    expect(r.stderr).toMatch(/instances\.prod: environment variable MISSING_HOST is not set/);
+    const none = join(tmp.dir, "none");
+    mkdirSync(none);
+    const r2 = ferry(["check"], { cwd: none });
+    expect(r2.code).toBe(2);
+    expect(r2.stderr).toMatch(/no profile here \(ferry\.config\.ts/);
+  });
+});
+
+describe("instance names in place of URLs", () => {
+  it("copies between named instances, and names the instances when a name is unknown", () => {
+    const shop = join(ROOT, "examples", "quickstart", "shop.db");
+    const dir = project(
+      "names",
+      `export default { instances: { shop: "sqlite:${shop}", backup: "${join(tmp.dir, "backup")}/" } };`,
+    );
+    const r = ferry(["copy", "--from", "shop", "--to", "backup", "--yes"], { cwd: dir });
+    expect(r.stderr).toMatch(/done/);
+    expect(r.code).toBe(0);
+    expect(existsSync(join(tmp.dir, "backup", "customers.ndjson"))).toBe(true);
+    const h = ferry(["history", "--at", "backup"], { cwd: dir });
+    expect(h.code).toBe(0);
+    expect(h.stdout).toMatch(/copy\s+done/);
+    const bad = ferry(["copy", "--from", "shopp", "--to", "backup", "--yes"], { cwd: dir });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(
+      /"shopp" is not a URL, a file, or a named instance: the profile's instances are shop, backup/,
+    );
+  });
+});
