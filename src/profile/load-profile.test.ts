@@ -103,6 +103,7 @@ describe("loadProfile", () => {
         "collections.accounts.schema: must be a Standard Schema validator (a zod, valibot or arktype schema)",
         "collections.accounts.transform: must be a function (record, ctx) => record | null",
         "collections.accounts.secret: Invalid input: expected array, received string",
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: the profile's own ${VAR} syntax
         "instances.prod: environment variable SOURCE_REDIS_PASSWORD is not set (set it, or write ${SOURCE_REDIS_PASSWORD:-default})",
       ].sort(),
     );
@@ -123,7 +124,7 @@ describe("loadProfile", () => {
 });
 
 describe("interpolate", () => {
-  it("fills ${VAR} and ${VAR:-default} from the environment and names what is unset", () => {
+  it("fills $VAR placeholders, with or without a default, from the environment and names what is unset", () => {
     const name = fc.stringMatching(/^[A-Z_][A-Z0-9_]{0,6}$/);
     fc.assert(
       fc.property(
