@@ -4,7 +4,15 @@
  */
 import "./connectors/index.js";
 
-export type { Checkpoint, Connector, ConnectorFactory, JournalStore, ReadBatch, WriteOp } from "./core/connector.js";
+export type {
+  Checkpoint,
+  CollectionSpec,
+  Connector,
+  ConnectorFactory,
+  JournalStore,
+  ReadBatch,
+  WriteOp,
+} from "./core/connector.js";
 export { type CopyOptions, type CopyPlan, type CopyResult, copy, DEFAULT_BATCH_SIZE } from "./core/copy.js";
 export { type ErrorCode, exitCodeFor, FerryError, isFerryError } from "./core/errors.js";
 export type { FerryEvent } from "./core/events.js";
@@ -18,6 +26,6 @@ export type { CollectionPlan, FieldMapping, MappingLevel, TypePlan } from "./cor
 export { redactUrl } from "./core/url.js";
 export { decodeRow, encodeRow, PreciseDate, parseTimestamp, type Row, type Value } from "./core/values.js";
 export type { CollectionConfig, FerryConfig, TransformContext } from "./profile/define-config.js";
-export { defineConfig } from "./profile/define-config.js";
+export { defineConfig, specsOf } from "./profile/define-config.js";
 export { checkInstances, type InstanceCheck, instanceUrl } from "./profile/instances.js";
 export { type LoadProfileOptions, loadProfile, type Profile } from "./profile/load-profile.js";

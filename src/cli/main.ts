@@ -12,6 +12,7 @@ import { type ConflictMode, processed, type RunEntry } from "../core/journal.js"
 import { plan } from "../core/plan.js";
 import { knownInstances } from "../core/registry.js";
 import { redactUrl } from "../core/url.js";
+import { specsOf } from "../profile/define-config.js";
 import { checkInstances, instanceUrl } from "../profile/instances.js";
 import { loadProfile, PROFILE_FILES, type Profile } from "../profile/load-profile.js";
 import { askToConfirm, requireConfirmable } from "./prompt.js";
@@ -64,6 +65,12 @@ function profileOf(cmd: Command): Promise<Profile | undefined> {
   return loaded;
 }
 
+/** The profile's collections for core, when it declares any. */
+async function specsFor(cmd: Command): Promise<{ collectionSpecs?: ReturnType<typeof specsOf> }> {
+  const profile = await profileOf(cmd);
+  return profile?.config.collections ? { collectionSpecs: specsOf(profile.config) } : {};
+}
+
 /** `--from`/`--to`/`--at` as a URL: a profile instance's name becomes its URL. */
 async function urlOf(value: string, cmd: Command, schema?: string): Promise<string> {
   return withSchema(instanceUrl(value, await profileOf(cmd)), schema);
@@ -78,6 +85,7 @@ interface CopyFlags {
   from: string;
   to: string;
   collections?: string[];
+  types?: string[];
   conflict: ConflictMode;
   key?: string[];
   dryRun?: boolean;
@@ -96,6 +104,7 @@ async function copyCommand(flags: CopyFlags, cmd: Command): Promise<number> {
   requireConfirmable(Boolean(flags.yes), Boolean(flags.dryRun));
   const from = await urlOf(flags.from, cmd, flags.schema);
   const to = await urlOf(flags.to, cmd, flags.schema);
+  const collections = [...(flags.collections ?? []), ...(flags.types ?? [])];
   const human = new HumanRenderer({ write: (t) => process.stderr.write(t), isTTY: Boolean(process.stderr.isTTY) });
   const onEvent = (e: FerryEvent) => (flags.json ? json(e) : human.handle(e));
 
@@ -118,7 +127,8 @@ async function copyCommand(flags: CopyFlags, cmd: Command): Promise<number> {
       to,
       jobs: flags.jobs,
       allowLossy: Boolean(flags.allowLossy),
-      ...(flags.collections ? { collections: flags.collections } : {}),
+      ...(collections.length > 0 ? { collections } : {}),
+      ...(await specsFor(cmd)),
       conflict: flags.conflict,
       ...(flags.key ? { key: flags.key } : {}),
       dryRun: Boolean(flags.dryRun),
@@ -180,7 +190,12 @@ export function program(): Command {
     .description("copy collections from one instance to another, resumably, with a conflict mode")
     .requiredOption("--from <url>", "source instance")
     .requiredOption("--to <url>", "target instance")
-    .option("--collections <names>", "only these collections, comma-separated (default: all)", list)
+    .option(
+      "--collections <names>",
+      "only these collections, comma-separated: the profile's names, the instance's own, Redis globs (default: all but the profile's export: false ones)",
+      list,
+    )
+    .option("--types <names>", "the same as --collections (the name guide 001's script uses)", list)
     .addOption(
       new Option("--conflict <mode>", "when a record's key exists at the target")
         .choices(["fail", "skip", "overwrite", "merge"])
@@ -268,6 +283,7 @@ Example:
           from: await urlOf(flags.from, cmd, flags.schema),
           to: await urlOf(flags.to, cmd, flags.schema),
           ...(flags.collections ? { collections: flags.collections } : {}),
+          ...(await specsFor(cmd)),
         });
         if (flags.json) json(p);
         else process.stdout.write(`${planTable(p, true)}\n`);

@@ -3,6 +3,7 @@
  * look up keys, and apply explicit write operations. Policy (conflict modes, ordering,
  * batching, checkpoints, journal, progress, retries) lives in core.
  */
+import type { ConflictMode } from "./journal.js";
 import type { Bookmark } from "./messages.js";
 import type { CollectionSchema, FieldSchema } from "./schema.js";
 import type { CheckRule } from "./type-plan.js";
@@ -115,7 +116,14 @@ export interface Connector {
    * be more than discovered names (Redis globs such as `apikey:*`, `!pattern` exclusions).
    * Without it, a selection is a list of discovered names.
    */
-  resolve?(names: string[]): Promise<CollectionSchema[]>;
+  resolve?(
+    names: string[],
+    specs?: Record<string, CollectionSpec>,
+    options?: {
+      /** These names are the source's own collections copied beside the profile's: they leave out every key a profile collection holds. */
+      rest?: string[];
+    },
+  ): Promise<CollectionSchema[]>;
   /** Record count, or undefined when counting would cost a full read. */
   count(collection: CollectionSchema): Promise<number | undefined>;
   read(collection: CollectionSchema, options: ReadOptions): AsyncIterable<ReadBatch>;
@@ -248,6 +256,23 @@ export interface ConnectorOptions {
   readers?: number;
   /** Most concurrent `write` calls a target will get (its connection pool size). Default 1. */
   writers?: number;
+}
+
+/**
+ * How the application's profile declares one named collection (see `src/profile`): where its
+ * records are at each kind of instance, and the rules core applies to it.
+ */
+export interface CollectionSpec {
+  /** Redis globs whose keys the collection holds (a source that `resolve`s reads them). */
+  match?: string[];
+  /** Redis globs left out of `match`. */
+  exclude?: string[];
+  /** The table or JSON array holding it elsewhere. Default: the collection's name. */
+  table?: string;
+  /** Its conflict mode, over the run's. */
+  conflict?: ConflictMode;
+  /** `false`: never copied or exported. Default true. */
+  export?: boolean;
 }
 
 /** Registers a family of URL schemes. */

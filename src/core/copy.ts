@@ -10,7 +10,14 @@
  * every range where it stopped.
  */
 import { availableParallelism } from "node:os";
-import { type Checkpoint, type Connector, hasBulkTransfer, type WriteOp, type WriteResult } from "./connector.js";
+import {
+  type Checkpoint,
+  type CollectionSpec,
+  type Connector,
+  hasBulkTransfer,
+  type WriteOp,
+  type WriteResult,
+} from "./connector.js";
 import { FerryError, isFerryError } from "./errors.js";
 import type { EventSink, FerryEvent } from "./events.js";
 import {
@@ -47,6 +54,12 @@ export interface CopyOptions {
   to: string;
   /** Collections to copy, by name. Default: every collection of the source. */
   collections?: string[];
+  /**
+   * The profile's collections by name (see `specsOf` in `src/profile`): names in
+   * `collections` are looked up here first; `export: false` ones are never copied; a
+   * collection's own `conflict` wins over `conflict`.
+   */
+  collectionSpecs?: Record<string, CollectionSpec>;
   /** What to do when a record's key exists at the target. Default `fail`. */
   conflict?: ConflictMode;
   /** Natural key used to match records, for collections that have these fields. Default: the primary key. */
@@ -126,6 +139,8 @@ type FieldCheck = [field: string, check: ValueCheck];
 
 interface Job {
   source: CollectionSchema;
+  /** This collection's conflict mode (the profile's, else the run's). */
+  conflict: ConflictMode;
   target: CollectionSchema;
   key: string[];
   progress: CollectionProgress;
@@ -230,7 +245,7 @@ type RunOptions = CopyOptions & {
 async function run(source: Connector, target: Connector | undefined, o: RunOptions): Promise<CopyResult> {
   const started = Date.now();
   const all = await source.discover();
-  const selected = await selectCollections(source, all, o.collections);
+  const selected = await selectCollections(source, all, o.collections, o.collectionSpecs);
   const journal = target && !o.dryRun ? new Journal(target.journal()) : undefined;
 
   // A target with an unfinished run is dirty: resume it, or force past it.
@@ -267,7 +282,9 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
   }
   const names = entry ? Object.keys(entry.collections) : selected.map((s) => s.name);
   // A resumed run selects as the interrupted one did (its globs and exclusions, if any).
-  const pool = entry ? await selectCollections(source, all, entry.options.selection ?? names) : selected;
+  const pool = entry
+    ? await selectCollections(source, all, entry.options.selection ?? names, o.collectionSpecs)
+    : selected;
   const ordered = dependencyOrder(pool.filter((s) => names.includes(s.name)));
   if (entry) {
     const missing = names.filter((n) => !ordered.some((s) => s.name === n));
@@ -285,6 +302,22 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
 
   // Plan: counts, keys, types, whether each target collection exists and is empty.
   const targetSchemas = target ? new Map((await target.discover()).map((s) => [s.name, s])) : new Map();
+  if (target?.resolve) {
+    // A selection the source resolved (a Redis glob, a profile collection) is looked up the same
+    // way at the target, so its keys there count (and skip, fail or merge) as they should.
+    const selection = entry?.options.selection ?? o.collections ?? [];
+    const exclusions = selection.filter((n) => n.startsWith("!"));
+    for (const s of ordered) {
+      if (targetSchemas.has(s.name)) continue;
+      const named = selection.find((n) => n === s.name || n.startsWith(`${s.name}=`)) ?? s.name;
+      try {
+        const [t] = await target.resolve([named, ...exclusions], o.collectionSpecs);
+        if (t) targetSchemas.set(s.name, t);
+      } catch (err) {
+        if (!isFerryError(err)) throw err; // not there (or not that shape): an empty target collection
+      }
+    }
+  }
   const types = typePlan(source, target, ordered, targetSchemas, o.to);
   o.emit({ type: "plan", plan: types });
   refuseBadPlan(types, o.allowLossy ?? false, target?.displayUrl ?? redactUrl(o.to));
@@ -313,6 +346,7 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
     }
     const job: Job = {
       source: s,
+      conflict: entry?.options.conflicts?.[s.name] ?? specOf(s.name, o.collectionSpecs)?.conflict ?? o.conflict,
       target: existing ?? s,
       key,
       progress,
@@ -338,10 +372,10 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
   };
 
   // fail mode: prove no incoming key exists before writing anything.
-  if (o.conflict === "fail" && target && !o.dryRun) {
+  if (jobs.some((j) => j.conflict === "fail") && target && !o.dryRun) {
     const conflicts: { collection: string; key: string }[] = [];
     for (const j of jobs) {
-      if (j.progress.targetWasEmpty || j.progress.done) continue;
+      if (j.conflict !== "fail" || j.progress.targetWasEmpty || j.progress.done) continue;
       await findConflicts(source, target, j, o, conflicts);
       if (conflicts.length >= MAX_CONFLICTS_REPORTED) break;
     }
@@ -379,6 +413,13 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
           ...(keyOption ? { key: keyOption } : {}),
           collections: names,
           ...(o.collections && o.collections.length > 0 && source.resolve ? { selection: o.collections } : {}),
+          ...(jobs.some((j) => j.conflict !== o.conflict)
+            ? {
+                conflicts: Object.fromEntries(
+                  jobs.filter((j) => j.conflict !== o.conflict).map((j) => [j.source.name, j.conflict]),
+                ),
+              }
+            : {}),
           batchSize: o.batchSize,
           jobs: o.jobs,
           ...(o.allowLossy ? { allowLossy: true } : {}),
@@ -684,16 +725,47 @@ async function endCollection(ctx: RunContext, j: Job): Promise<void> {
   });
 }
 
-/** The collections `names` selects (all when none), by the source's own rules when it has them. */
+/**
+ * The collections `names` selects (all when none), by the source's own rules when it has them.
+ * With the profile's `specs`, a name is looked up there first (Redis globs for a source that
+ * resolves, else its table), and collections marked `export: false` are never selected.
+ *
+ * @throws FerryError `E_CONFIG` when a never-exported collection is named, `E_NOT_FOUND` for a
+ * name the source does not have.
+ */
 export async function selectCollections(
   source: Connector,
   all: CollectionSchema[],
   names: string[] | undefined,
+  specs?: Record<string, CollectionSpec>,
 ): Promise<CollectionSchema[]> {
-  if (!names || names.length === 0) return all;
-  if (source.resolve) return source.resolve(names);
+  const kept = Object.entries(specs ?? {}).filter(([, s]) => s.export === false);
+  for (const n of names ?? []) {
+    if (specs?.[n]?.export === false) {
+      throw new FerryError(
+        "E_CONFIG",
+        `collection ${n} is marked export: false in the profile: it never leaves its instance (remove it from --collections)`,
+      );
+    }
+  }
+  if (source.resolve) {
+    if (names && names.length > 0) return source.resolve(names, specs);
+    // Everything: the profile's collections, and the source's own for the keys none of them
+    // holds (named `x:*` where the profile has an `x` too); never-exported keys stay out.
+    const declared = Object.entries(specs ?? {}).filter(([, s]) => s.match !== undefined);
+    if (declared.length === 0) return all;
+    const ours = declared.filter(([, s]) => s.export !== false).map(([n]) => n);
+    const rest = all.map((s) => (specs?.[s.name] ? `${s.name}:*` : s.name));
+    const resolved = await source.resolve([...ours, ...rest], specs, { rest });
+    const out: CollectionSchema[] = [];
+    for (const c of resolved) if (!rest.includes(c.name) || (await source.count(c)) !== 0) out.push(c);
+    return out;
+  }
+  const hidden = new Set(kept.map(([n, s]) => s.table ?? n));
+  if (!names || names.length === 0) return all.filter((s) => !hidden.has(s.name));
+  const tables = names.map((n) => specs?.[n]?.table ?? n);
   const where = source.displayUrl;
-  const missing = names.filter((n) => !all.some((s) => s.name === n));
+  const missing = tables.filter((n) => !all.some((s) => s.name === n));
   if (missing.length > 0) {
     const known = all.map((s) => s.name).join(", ") || "none";
     throw new FerryError(
@@ -702,7 +774,13 @@ export async function selectCollections(
       { details: { missing } },
     );
   }
-  return all.filter((s) => names.includes(s.name));
+  return all.filter((s) => tables.includes(s.name));
+}
+
+/** The profile's spec of a selected collection: by its name, or by the table it names. */
+export function specOf(name: string, specs: Record<string, CollectionSpec> | undefined): CollectionSpec | undefined {
+  if (!specs) return undefined;
+  return specs[name] ?? Object.values(specs).find((s) => s.table === name);
 }
 
 function withoutEnd(e: RunEntry): RunEntry {
@@ -817,7 +895,7 @@ async function recordCopy(
   const generated = new Set(j.target.fields.filter((f) => f.generated).map((f) => f.name));
   for await (const batch of source.read(j.source, { batchSize: o.batchSize, ...boundsOf(range) })) {
     if (throwIfStopped(ctx)) return "stopped";
-    const decided = await decide(target, j, batch.records, o.conflict, generated);
+    const decided = await decide(target, j, batch.records, j.conflict, generated);
     const delta = emptyStats();
     delta.skipped = decided.skipped;
     const failures: { key: string; reason: string }[] = [];

@@ -75,6 +75,8 @@ export interface RunEntry {
     collections: string[];
     /** The selection as given, for sources that resolve it (Redis globs, `!pattern` exclusions). */
     selection?: string[];
+    /** Collections whose conflict mode the profile set, over `conflict`. */
+    conflicts?: Record<string, ConflictMode>;
     batchSize: number;
     /** Parallel jobs. Default 1 (entries written before `--jobs` existed). */
     jobs?: number;

@@ -1,5 +1,6 @@
 /** `plan`: the type plan of a copy, without copying (what `ferry plan` prints). */
-import type { Connector } from "./connector.js";
+import type { CollectionSpec, Connector } from "./connector.js";
+import type { CopyOptions } from "./copy.js";
 import { checkTarget, openTarget, selectCollections, typePlan } from "./copy.js";
 import { openConnector } from "./registry.js";
 import { dependencyOrder } from "./schema.js";
@@ -11,6 +12,8 @@ export interface PlanOptions {
   to: string;
   /** Only these collections. Default: all of the source's. */
   collections?: string[];
+  /** The profile's collections (see {@link CopyOptions.collectionSpecs}). */
+  collectionSpecs?: Record<string, CollectionSpec>;
 }
 
 /**
@@ -33,7 +36,9 @@ export async function plan(options: PlanOptions): Promise<TypePlan> {
       target = undefined;
     }
     const all = await source.discover();
-    const selected = dependencyOrder(await selectCollections(source, all, options.collections));
+    const selected = dependencyOrder(
+      await selectCollections(source, all, options.collections, options.collectionSpecs),
+    );
     const existing = target ? new Map((await target.discover()).map((s) => [s.name, s])) : new Map();
     return typePlan(source, target, selected, existing, options.to);
   } finally {

@@ -3,6 +3,7 @@
  * types the object (the profile is checked when Ferry loads it, see `load-profile.ts`).
  */
 import type { StandardSchemaV1 } from "@standard-schema/spec";
+import type { CollectionSpec } from "../core/connector.js";
 import type { ConflictMode } from "../core/journal.js";
 import type { Row } from "../core/values.js";
 
@@ -63,4 +64,19 @@ export interface FerryConfig {
  */
 export function defineConfig(config: FerryConfig): FerryConfig {
   return config;
+}
+
+/** The profile's collections as core takes them (`CopyOptions.collectionSpecs`). */
+export function specsOf(config: FerryConfig): Record<string, CollectionSpec> {
+  const out: Record<string, CollectionSpec> = {};
+  for (const [name, c] of Object.entries(config.collections ?? {})) {
+    out[name] = {
+      ...(c.match === undefined ? {} : { match: [c.match].flat() }),
+      ...(c.exclude === undefined ? {} : { exclude: c.exclude }),
+      ...(c.table === undefined ? {} : { table: c.table }),
+      ...(c.conflict === undefined ? {} : { conflict: c.conflict }),
+      ...(c.export === undefined ? {} : { export: c.export }),
+    };
+  }
+  return out;
 }

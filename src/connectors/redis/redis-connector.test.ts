@@ -176,6 +176,19 @@ describe("redis connector", () => {
     expect(again.total.copied).toBe(0);
   });
 
+  it("--conflict skip with a glob selection leaves the target's existing keys untouched", async () => {
+    const src = await a.fresh();
+    const dst = await b.fresh();
+    await seedRelay(src);
+    await withClient(dst, (c) => c.hset("apikey:00000001-aaaa-4bbb-8ccc-dddddddddddd", { id: "mine" }));
+    const r = await copy({ from: src, to: dst, collections: ["keys=apikey:*", "!apikey:idx:*"], conflict: "skip" });
+    expect(r.collections.keys).toMatchObject({ skipped: 1, failed: 0 });
+    expect(await withClient(dst, (c) => c.hgetall("apikey:00000001-aaaa-4bbb-8ccc-dddddddddddd"))).toEqual({
+      id: "mine",
+    });
+    expect(await withClient(dst, (c) => c.exists("apikey:idx:name"))).toBe(0);
+  });
+
   it("merge adds hash fields and set/zset members, replaces lists, and refuses a type clash by key", async () => {
     const src = await a.fresh();
     const dst = await b.fresh();

@@ -23,6 +23,7 @@ import { Redis, type RedisOptions } from "ioredis";
 import type {
   BulkTransfer,
   Checkpoint,
+  CollectionSpec,
   Connector,
   ConnectorFactory,
   ConnectorOptions,
@@ -147,6 +148,10 @@ interface Pattern {
   exclude: RegExp[];
   /** Latin1 text of the prefix's bytes. */
   prefix?: string;
+  /** A collection of several globs: `match` is `*` and a key must match one of these. */
+  include?: RegExp[];
+  /** Keys of the profile's never-exported collections: matching one `match` and no `except`. */
+  hidden?: { match: RegExp[]; except: RegExp[] }[];
 }
 
 /** One Redis database as a Ferry instance (see the module comment). */
@@ -329,11 +334,39 @@ export class RedisConnector implements Connector, BulkTransfer {
    *
    * @throws FerryError `E_NOT_FOUND` for a name that is neither discovered nor a glob.
    */
-  async resolve(names: string[]): Promise<CollectionSchema[]> {
+  async resolve(
+    names: string[],
+    specs?: Record<string, CollectionSpec>,
+    options: { rest?: string[] } = {},
+  ): Promise<CollectionSchema[]> {
     const exclude = names.filter((n) => n.startsWith("!")).map((n) => globRegExp(latin1(n.slice(1))));
+    const regexps = (globs: string[] | undefined): RegExp[] => (globs ?? []).map((g) => globRegExp(latin1(g)));
+    // Keys the profile's collections hold: the never-exported ones stay out of every collection
+    // it does not declare, and the `rest` collections leave out all of them.
+    const claims = (keep: (sp: CollectionSpec) => boolean) =>
+      Object.values(specs ?? {})
+        .filter((sp) => sp.match !== undefined && keep(sp))
+        .map((sp) => ({ match: regexps(sp.match), except: regexps(sp.exclude) }));
+    const never = claims((sp) => sp.export === false);
+    const claimed = claims(() => true);
     const out: CollectionSchema[] = [];
     for (const entry of names) {
       if (entry.startsWith("!")) continue;
+      // A profile collection: its globs, less its own exclusions and the selection's.
+      const spec = specs?.[entry];
+      if (spec?.match !== undefined && spec.match.length > 0) {
+        const own = [...regexps(spec.exclude), ...exclude];
+        const [first] = spec.match;
+        this.#patterns.set(
+          entry,
+          spec.match.length === 1
+            ? { match: Buffer.from(first as string, "utf8"), exclude: own }
+            : { match: Buffer.from("*"), exclude: own, include: regexps(spec.match) },
+        );
+        this.#counted.delete(entry);
+        out.push(await this.#shapeOf(entry, true));
+        continue;
+      }
       // `name=glob` names the collection (a table's name elsewhere); else the entry is both. A
       // known collection is itself even with a `=`; a glob with one is written `name=glob`.
       const plain = this.#patterns.has(entry) || this.#tables.has(entry);
@@ -363,8 +396,14 @@ export class RedisConnector implements Connector, BulkTransfer {
       // Discover counted the prefix `n`, not what `name=glob` now holds.
       if (named) this.#counted.delete(n);
       const base = known ?? { match: Buffer.from(glob, "utf8"), exclude: [] };
-      this.#patterns.set(n, { ...base, exclude: [...base.exclude, ...exclude] });
-      out.push(await this.#shapeOf(n, true));
+      const hidden = options.rest?.includes(entry) ? claimed : never;
+      this.#patterns.set(n, {
+        ...base,
+        exclude: [...base.exclude, ...exclude],
+        ...(hidden.length > 0 ? { hidden } : {}),
+      });
+      if (hidden.length > 0) this.#counted.delete(n);
+      out.push(await this.#shapeOf(n, !options.rest?.includes(entry)));
     }
     return out;
   }
@@ -1576,14 +1615,19 @@ export function literalGlob(match: Buffer): { bytes: Buffer; prefix: boolean } |
 
 /** Whether a key SCAN returned for `p` is not in its collection. */
 function excluded(key: Buffer, p: Pattern): boolean {
+  if (p.include !== undefined) {
+    const text = key.toString("latin1");
+    if (!p.include.some((re) => re.test(text))) return true;
+  }
   if (p.prefix !== undefined) {
     // The prefix's own key, or the prefix then ':' (byte by byte: this runs for every key).
     const n = p.prefix.length;
     if (key.length < n || (key.length > n && key[n] !== 58)) return true;
     for (let i = 0; i < n; i++) if (key[i] !== p.prefix.charCodeAt(i)) return true;
   }
-  if (p.exclude.length === 0) return false;
+  if (p.exclude.length === 0 && p.hidden === undefined) return false;
   const text = key.toString("latin1");
+  if (p.hidden?.some((h) => h.match.some((re) => re.test(text)) && !h.except.some((re) => re.test(text)))) return true;
   return p.exclude.some((re) => re.test(text));
 }
 

@@ -8,7 +8,8 @@
  * The columns are every field name of every hash of the collection (found by one pass when
  * the collection is discovered or selected); values are text, or bytes for a field where
  * some value is not UTF-8. A collection with a key that is not a hash, a field name that is
- * not UTF-8, or a field called `key` or `ttl`, keeps the key-space shape.
+ * not UTF-8, a field called `key` or `ttl`, or two fields whose names differ only in case,
+ * keeps the key-space shape.
  */
 import type { CollectionSchema, FieldSchema } from "../../core/schema.js";
 import { encodeValue, type JsonValue, type Row, type Value } from "../../core/values.js";
@@ -36,6 +37,14 @@ export function notRows(shape: HashShape): string | undefined {
   if (shape.other) return `key ${shape.other.key} is a ${shape.other.type}, not a hash`;
   if (shape.badField !== undefined) return `hash field ${shape.badField} cannot be a column name`;
   if (shape.hashes === 0) return "it holds no hash";
+  // SQLite and MySQL column names ignore case: `a` and `A` would be one column there.
+  const seen = new Map<string, string>();
+  for (const f of shape.fields.keys()) {
+    const other = seen.get(f.toLowerCase());
+    if (other !== undefined)
+      return `hash fields ${other} and ${f} differ only in case (one column in SQLite and MySQL)`;
+    seen.set(f.toLowerCase(), f);
+  }
   return undefined;
 }
 
