@@ -12,7 +12,7 @@ import { type ConflictMode, processed, type RunEntry } from "../core/journal.js"
 import { plan } from "../core/plan.js";
 import { knownInstances } from "../core/registry.js";
 import { redactUrl } from "../core/url.js";
-import { specsOf } from "../profile/define-config.js";
+import { type FerryConfig, specsOf } from "../profile/define-config.js";
 import { checkInstances, instanceUrl } from "../profile/instances.js";
 import { loadProfile, PROFILE_FILES, type Profile } from "../profile/load-profile.js";
 import { askToConfirm, requireConfirmable } from "./prompt.js";
@@ -63,6 +63,18 @@ function profileOf(cmd: Command): Promise<Profile | undefined> {
   const { config } = cmd.optsWithGlobals<{ config?: string }>();
   loaded ??= loadProfile(config === undefined ? {} : { config });
   return loaded;
+}
+
+/** Profile settings this Ferry checks but does not apply yet (`collections.x.schema`, …). */
+function notAppliedYet(c: FerryConfig): string[] {
+  const out: string[] = [];
+  for (const [name, col] of Object.entries(c.collections ?? {})) {
+    for (const k of ["schema", "secret", "transform", "rename", "key", "naturalKey"] as const) {
+      if (col[k] !== undefined) out.push(`collections.${name}.${k}`);
+    }
+  }
+  if (c.dependsOn !== undefined) out.push("dependsOn");
+  return out;
 }
 
 /** The profile's collections for core, when it declares any. */
@@ -337,8 +349,16 @@ Example:
       }
       const checks = await checkInstances(profile);
       const c = profile.config;
-      if (flags.json) json({ type: "check", profile: profile.path, app: c.app ?? null, instances: checks });
-      else {
+      if (flags.json) {
+        json({
+          type: "check",
+          profile: profile.path,
+          app: c.app ?? null,
+          instances: checks,
+          notApplied: notAppliedYet(c),
+        });
+      }
+      if (!flags.json) {
         const app = c.app ? ` (${c.app.name}${c.app.version ? ` ${c.app.version}` : ""})` : "";
         const counts = `${checks.length} instance${checks.length === 1 ? "" : "s"}, ${Object.keys(c.collections ?? {}).length} collections`;
         const lines = [`profile ${profile.path}${app}: valid; ${counts}`];
@@ -346,6 +366,10 @@ Example:
         for (const i of checks) {
           const state = i.reachable ? `ok  ${i.version ?? ""}` : `UNREACHABLE  ${i.error?.message ?? ""}`;
           lines.push(`  ${i.name.padEnd(width)}  ${state}  (${i.url})`);
+        }
+        const pending = notAppliedYet(c);
+        if (pending.length > 0) {
+          lines.push(`note: declared but not applied yet by this Ferry: ${pending.join(", ")}`);
         }
         process.stdout.write(`${lines.join("\n")}\n`);
       }
