@@ -69,7 +69,7 @@ function profileOf(cmd: Command): Promise<Profile | undefined> {
 function notAppliedYet(c: FerryConfig): string[] {
   const out: string[] = [];
   for (const [name, col] of Object.entries(c.collections ?? {})) {
-    for (const k of ["schema", "secret", "transform", "rename", "key", "naturalKey"] as const) {
+    for (const k of ["secret", "rename", "key"] as const) {
       if (col[k] !== undefined) out.push(`collections.${name}.${k}`);
     }
   }
@@ -107,6 +107,7 @@ interface CopyFlags {
   resume?: boolean;
   force?: boolean;
   stopOnError?: boolean;
+  skipInvalid?: boolean;
   jobs: number;
   allowLossy?: boolean;
   schema?: string;
@@ -148,6 +149,7 @@ async function copyCommand(flags: CopyFlags, cmd: Command): Promise<number> {
       resume: Boolean(flags.resume),
       force: Boolean(flags.force),
       stopOnError: Boolean(flags.stopOnError),
+      skipInvalid: Boolean(flags.skipInvalid),
       signal: controller.signal,
       onEvent,
       ...(flags.yes ? {} : { confirm: askToConfirm }),
@@ -225,6 +227,10 @@ export function program(): Command {
     .option("--resume", "continue the target's interrupted run from its last checkpoint")
     .option("--force", "start although the target has an unfinished run (it is marked abandoned)")
     .option("--stop-on-error", "stop at the first record the target refuses")
+    .option(
+      "--skip-invalid",
+      "write the records that pass the profile's schemas and list the others (default: any invalid record stops the copy before it writes)",
+    )
     .option(
       "--jobs <n>",
       "collections and key ranges copied at once (PostgreSQL, MySQL and Redis targets; default: CPU cores)",

@@ -3,6 +3,7 @@
  * look up keys, and apply explicit write operations. Policy (conflict modes, ordering,
  * batching, checkpoints, journal, progress, retries) lives in core.
  */
+import type { StandardSchemaV1 } from "@standard-schema/spec";
 import type { ConflictMode } from "./journal.js";
 import type { Bookmark } from "./messages.js";
 import type { CollectionSchema, FieldSchema } from "./schema.js";
@@ -273,6 +274,12 @@ export interface CollectionSpec {
   conflict?: ConflictMode;
   /** `false`: never copied or exported. Default true. */
   export?: boolean;
+  /** A Standard Schema validator every record must pass before it is written. */
+  schema?: StandardSchemaV1;
+  /** Fields whose values must be unique in the incoming data. */
+  naturalKey?: string[];
+  /** Changes a record on its way (null drops it); runs before validation. */
+  transform?: (record: Row, ctx: { collection: string }) => Row | null | Promise<Row | null>;
 }
 
 /** Registers a family of URL schemes. */

@@ -85,6 +85,11 @@ export interface CopyOptions {
   force?: boolean;
   /** Stop at the first refused record instead of going on. Default `false`. */
   stopOnError?: boolean;
+  /**
+   * Write the records that pass their collection's `schema` and refuse (list) the others.
+   * Default `false`: when any record is invalid, nothing is written (`E_VALIDATION`).
+   */
+  skipInvalid?: boolean;
   /** Aborting stops the run after the batches in flight; it is then resumable. */
   signal?: AbortSignal;
   /** Receives progress events. */
@@ -139,6 +144,8 @@ type FieldCheck = [field: string, check: ValueCheck];
 
 interface Job {
   source: CollectionSchema;
+  /** The profile's declaration of this collection, if any. */
+  spec?: CollectionSpec;
   /** This collection's conflict mode (the profile's, else the run's). */
   conflict: ConflictMode;
   target: CollectionSchema;
@@ -325,7 +332,11 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
   const jobs: Job[] = [];
   for (const s of ordered) {
     const existing = targetSchemas.get(s.name);
-    const key = keyOption?.every((k) => s.fields.some((f) => f.name === k)) ? keyOption : s.primaryKey;
+    // Records match on --key, else the profile's natural key, else the primary key.
+    const natural = specOf(s.name, o.collectionSpecs)?.naturalKey;
+    const has = (fields: string[] | undefined): fields is string[] =>
+      fields?.every((k) => s.fields.some((f) => f.name === k)) === true;
+    const key = has(keyOption) ? keyOption : has(natural) ? natural : s.primaryKey;
     const total = await source.count(s);
     const progress: CollectionProgress = entry?.collections[s.name] ?? {
       ...emptyStats(),
@@ -344,8 +355,10 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
         { details: { collection: s.name } },
       );
     }
+    const spec = specOf(s.name, o.collectionSpecs);
     const job: Job = {
       source: s,
+      ...(spec ? { spec } : {}),
       conflict: entry?.options.conflicts?.[s.name] ?? specOf(s.name, o.collectionSpecs)?.conflict ?? o.conflict,
       target: existing ?? s,
       key,
@@ -390,6 +403,12 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
         { details: { conflicts } },
       );
     }
+  }
+
+  // Validation: on a new run, every record of a collection with a schema (or natural key) is
+  // read and checked before anything is written (unless invalid ones are to be skipped).
+  if (!entry && !o.skipInvalid && jobs.some((j) => j.spec?.schema || j.spec?.naturalKey)) {
+    await validateAll(source, jobs, o);
   }
 
   if (o.confirm && !o.dryRun && !(await o.confirm(plan))) {
@@ -852,6 +871,120 @@ async function copyRange(ctx: RunContext, j: Job, index: number): Promise<void> 
   part.commit();
 }
 
+/** Most invalid records listed by a refused validation (the count is exact). */
+const MAX_INVALID_LISTED = 1000;
+
+/**
+ * A batch as the profile wants it written: each record through the collection's `transform`
+ * (null drops it), then its `schema`. Invalid records (and ones the transform threw on) are
+ * returned apart, with the field path and the rule's message.
+ */
+async function prepareRecords(
+  j: Job,
+  records: Row[],
+): Promise<{ records: Row[]; dropped: number; invalid: { key: string; reason: string }[] }> {
+  const spec = j.spec;
+  if (!spec?.schema && !spec?.transform) return { records, dropped: 0, invalid: [] };
+  const out: Row[] = [];
+  const invalid: { key: string; reason: string }[] = [];
+  let dropped = 0;
+  for (const r of records) {
+    const key = describeKey(j.key, keyOf(r, j.key));
+    let rec: Row | null = r;
+    if (spec.transform) {
+      try {
+        rec = await spec.transform(r, { collection: j.source.name });
+      } catch (err) {
+        invalid.push({
+          key,
+          reason: `the profile's transform threw: ${err instanceof Error ? err.message : String(err)}`,
+        });
+        continue;
+      }
+      if (rec === null) {
+        dropped++;
+        continue;
+      }
+    }
+    const problems = spec.schema ? await schemaProblems(spec.schema, rec) : [];
+    if (problems.length > 0) invalid.push({ key, reason: problems.join("; ") });
+    else out.push(rec);
+  }
+  return { records: out, dropped, invalid };
+}
+
+/** `path: message` for each issue a Standard Schema validator finds in `record`. */
+async function schemaProblems(schema: NonNullable<CollectionSpec["schema"]>, record: Row): Promise<string[]> {
+  const result = await schema["~standard"].validate(record);
+  if (!result.issues) return [];
+  return result.issues.map((i) => {
+    const path = (i.path ?? [])
+      .map((p) => (typeof p === "object" && p !== null && "key" in p ? p.key : p))
+      .map((p) => (typeof p === "number" ? `[${p}]` : String(p)))
+      .join(".")
+      .replace(/\.\[/g, "[");
+    return `${path === "" ? "(record)" : path}: ${i.message}`;
+  });
+}
+
+/**
+ * Reads every record of the collections the profile validates, through their transforms, and
+ * checks each against its schema and the natural key's uniqueness.
+ *
+ * @throws FerryError `E_VALIDATION` naming each invalid record (collection, key, field path,
+ * message) when any is: nothing has been written.
+ */
+async function validateAll(source: Connector, jobs: Job[], o: RunOptions): Promise<void> {
+  const found: { collection: string; key: string; reason: string }[] = [];
+  let count = 0;
+  for (const j of jobs) {
+    if (!j.spec?.schema && !j.spec?.naturalKey) continue;
+    const natural = j.spec.naturalKey;
+    const seen = new Map<string, string>();
+    for await (const batch of source.read(j.source, { batchSize: o.batchSize })) {
+      throwIfAborted(o.signal);
+      const prepared = await prepareRecords(j, batch.records);
+      const problems = prepared.invalid.map((p) => ({ collection: j.source.name, ...p }));
+      if (natural) {
+        for (const r of prepared.records) {
+          const id = JSON.stringify(natural.map((f) => encodeValue(r[f] ?? null)));
+          const key = describeKey(j.key, keyOf(r, j.key));
+          const first = seen.get(id);
+          if (first === undefined) seen.set(id, key);
+          else {
+            problems.push({
+              collection: j.source.name,
+              key,
+              reason:
+                first === key
+                  ? `${describeKey(
+                      natural,
+                      natural.map((f) => r[f] ?? null),
+                    )} appears more than once in the incoming data (a natural key is unique)`
+                  : `${describeKey(
+                      natural,
+                      natural.map((f) => r[f] ?? null),
+                    )} is also the natural key of ${first}`,
+            });
+          }
+        }
+      }
+      count += problems.length;
+      for (const p of problems) if (found.length < MAX_INVALID_LISTED) found.push(p);
+    }
+  }
+  if (count === 0) return;
+  const shown = found
+    .slice(0, 10)
+    .map((p) => `  ${p.collection} ${p.key}: ${p.reason}`)
+    .join("\n");
+  throw new FerryError(
+    "E_VALIDATION",
+    `${count} record${count === 1 ? " is" : "s are"} invalid, nothing was written:\n${shown}${count > 10 ? `\n  … and ${count - 10} more` : ""}\n(fix them at the source, or pass --skip-invalid to write the valid ones)`,
+    { details: { invalid: found, count } },
+  );
+}
+
 /** One range of a job, with how its progress is reported and made durable. */
 interface RangePart {
   range: RangeProgress;
@@ -868,6 +1001,8 @@ interface RangePart {
  * rule they apply (it refuses the batch; the record path then names the record).
  */
 function bulkAllowed(target: Connector, j: Job): boolean {
+  // Records a profile transforms or validates go one by one.
+  if (j.spec?.schema || j.spec?.transform) return false;
   if (j.checks.length === 0) return true;
   const enforced = hasBulkTransfer(target) ? target.enforces : undefined;
   return enforced !== undefined && j.checks.every(([, c]) => c.rules.every((r) => enforced.has(r)));
@@ -895,9 +1030,11 @@ async function recordCopy(
   const generated = new Set(j.target.fields.filter((f) => f.generated).map((f) => f.name));
   for await (const batch of source.read(j.source, { batchSize: o.batchSize, ...boundsOf(range) })) {
     if (throwIfStopped(ctx)) return "stopped";
-    const decided = await decide(target, j, batch.records, j.conflict, generated);
+    const prepared = await prepareRecords(j, batch.records);
+    const decided = await decide(target, j, prepared.records, j.conflict, generated);
+    decided.refused.push(...prepared.invalid);
     const delta = emptyStats();
-    delta.skipped = decided.skipped;
+    delta.skipped = decided.skipped + prepared.dropped;
     const failures: { key: string; reason: string }[] = [];
     // Counts, bookmark and refused records of this batch, from the outcome of its writes.
     const settle = (result: WriteResult): void => {

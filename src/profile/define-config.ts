@@ -76,6 +76,9 @@ export function specsOf(config: FerryConfig): Record<string, CollectionSpec> {
       ...(c.table === undefined ? {} : { table: c.table }),
       ...(c.conflict === undefined ? {} : { conflict: c.conflict }),
       ...(c.export === undefined ? {} : { export: c.export }),
+      ...(c.schema === undefined ? {} : { schema: c.schema }),
+      ...(c.naturalKey === undefined ? {} : { naturalKey: [c.naturalKey].flat() }),
+      ...(c.transform === undefined ? {} : { transform: c.transform }),
     };
   }
   return out;

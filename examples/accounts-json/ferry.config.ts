@@ -1,0 +1,39 @@
+/**
+ * Guide 000's OAuth proxy: its accounts file, and the rules the app applies on import. An
+ * exported file merges into an installation's by email; any invalid account refuses the
+ * whole file.
+ */
+import { defineConfig } from "ferry";
+import { z } from "zod";
+
+const uuidV4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+const jwtShaped = /^[^.\s]+\.[^.\s]+\.[^.\s]+$/;
+const timestamp = z.number().int().positive("must be a positive integer (ms since 1970)");
+
+const account = z.object({
+  id: z.string().regex(uuidV4, "must be a lowercase UUID v4"),
+  email: z.email("must be an email address"),
+  access_token: z.string().regex(jwtShaped, "must be three non-empty parts separated by dots"),
+  refresh_token: z.string().regex(jwtShaped, "must be three non-empty parts separated by dots"),
+  expires_at: timestamp,
+  created_at: timestamp,
+  updated_at: timestamp,
+  is_active: z.boolean(),
+  metadata: z.record(z.string(), z.unknown()).nullish(),
+});
+
+export default defineConfig({
+  app: { name: "oauth-proxy" },
+  instances: {
+    exported: "./export.json",
+    installed: "./accounts.json",
+  },
+  collections: {
+    accounts: {
+      naturalKey: "email",
+      schema: account,
+      conflict: "merge",
+      secret: ["access_token", "refresh_token"],
+    },
+  },
+});
