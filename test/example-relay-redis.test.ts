@@ -115,8 +115,6 @@ describe("examples/relay-redis", () => {
       };
       const check = ferry(["check"], { cwd: DIR, env });
       expect(check.stdout).toMatch(/prod\s+ok\s+Redis/);
-      // Secrets are declared; this Ferry says it does not apply them yet.
-      expect(check.stdout).toMatch(/note: declared but not applied yet by this Ferry: collections\.apikeys\.secret/);
       expect(check.code).toBe(0);
 
       const dry = ferry(["copy", "--from", "prod", "--to", "qa", "--types", TYPES, "--conflict", "skip", "--dry-run"], {

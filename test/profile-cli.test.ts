@@ -110,3 +110,49 @@ describe("instance names in place of URLs", () => {
     );
   });
 });
+
+describe("secret fields", () => {
+  it("never appear in the output, human or --json, even where a validator quotes the value it refused", () => {
+    const shop = join(ROOT, "examples", "quickstart", "shop.db");
+    const dir = project(
+      "secrets",
+      `import { defineConfig } from "ferry";
+      import * as v from "valibot";
+      export default defineConfig({
+        instances: { shop: "sqlite:${shop}" },
+        collections: {
+          customers: {
+            secret: ["api_token"],
+            transform: (r) => ({ ...r, api_token: "s3cr3t-token-" + r.id }),
+            // valibot's message quotes the value: Invalid format: Expected /^tok_/ but received "s3cr3t-token-1"
+            schema: v.object({ api_token: v.pipe(v.string(), v.regex(/^tok_/)) }),
+          },
+        },
+      });`,
+    );
+    const outputs: string[] = [];
+    for (const extra of [[], ["--json"], ["--skip-invalid"], ["--skip-invalid", "--json"], ["--dry-run"]]) {
+      const r = ferry(
+        [
+          "copy",
+          "--from",
+          "shop",
+          "--to",
+          `${join(dir, `out-${outputs.length}`)}/`,
+          "--collections",
+          "customers",
+          "--yes",
+          ...extra,
+        ],
+        {
+          cwd: dir,
+        },
+      );
+      expect(r.code, extra.join(" ")).toBe(extra.includes("--skip-invalid") ? 1 : 3);
+      outputs.push(r.stdout, r.stderr);
+    }
+    const all = outputs.join("\n");
+    expect(all).toMatch(/api_token: .*\*\*\*/); // the refusals are there, their values masked
+    expect(all).not.toMatch(/s3cr3t/);
+  });
+});

@@ -69,7 +69,7 @@ function profileOf(cmd: Command): Promise<Profile | undefined> {
 function notAppliedYet(c: FerryConfig): string[] {
   const out: string[] = [];
   for (const [name, col] of Object.entries(c.collections ?? {})) {
-    for (const k of ["secret", "rename", "key"] as const) {
+    for (const k of ["rename", "key"] as const) {
       if (col[k] !== undefined) out.push(`collections.${name}.${k}`);
     }
   }

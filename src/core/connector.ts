@@ -278,6 +278,8 @@ export interface CollectionSpec {
   schema?: StandardSchemaV1;
   /** Fields whose values must be unique in the incoming data. */
   naturalKey?: string[];
+  /** Fields whose values never appear in messages, events or errors (shown as `***`). */
+  secret?: string[];
   /** Changes a record on its way (null drops it); runs before validation. */
   transform?: (record: Row, ctx: { collection: string }) => Row | null | Promise<Row | null>;
 }

@@ -889,7 +889,7 @@ async function prepareRecords(
   const invalid: { key: string; reason: string }[] = [];
   let dropped = 0;
   for (const r of records) {
-    const key = describeKey(j.key, keyOf(r, j.key));
+    const key = redact(describeKey(j.key, keyOf(r, j.key)), j, r);
     let rec: Row | null = r;
     if (spec.transform) {
       try {
@@ -897,7 +897,7 @@ async function prepareRecords(
       } catch (err) {
         invalid.push({
           key,
-          reason: `the profile's transform threw: ${err instanceof Error ? err.message : String(err)}`,
+          reason: redact(`the profile's transform threw: ${err instanceof Error ? err.message : String(err)}`, j, r),
         });
         continue;
       }
@@ -907,10 +907,29 @@ async function prepareRecords(
       }
     }
     const problems = spec.schema ? await schemaProblems(spec.schema, rec) : [];
-    if (problems.length > 0) invalid.push({ key, reason: problems.join("; ") });
+    if (problems.length > 0) invalid.push({ key, reason: redact(problems.join("; "), j, r, rec) });
     else out.push(rec);
   }
   return { records: out, dropped, invalid };
+}
+
+/**
+ * `text` with the values of the collection's secret fields (in any of `records`) replaced by
+ * `***`: what a validator, a transform or the target says about a record may quote them.
+ */
+function redact(text: string, j: Job, ...records: (Row | null | undefined)[]): string {
+  const secret = j.spec?.secret;
+  if (!secret || secret.length === 0) return text;
+  let out = text;
+  for (const r of records) {
+    for (const f of secret) {
+      const v = r?.[f];
+      if (v === null || v === undefined) continue;
+      const shown = typeof v === "string" ? v : v instanceof Uint8Array ? "" : JSON.stringify(encodeValue(v));
+      if (shown.length >= 3) out = out.split(shown).join("***");
+    }
+  }
+  return out;
 }
 
 /** `path: message` for each issue a Standard Schema validator finds in `record`. */
@@ -1044,7 +1063,10 @@ async function recordCopy(
         if (!d) continue;
         uncountOp(delta, d.op);
         delta.failed++;
-        failures.push({ key: describeKey(j.key, keyOf(d.record, j.key)), reason: f.reason });
+        failures.push({
+          key: redact(describeKey(j.key, keyOf(d.record, j.key)), j, d.record),
+          reason: redact(f.reason, j, d.record),
+        });
       }
       for (const r of decided.refused) {
         delta.failed++;

@@ -77,6 +77,7 @@ export function specsOf(config: FerryConfig): Record<string, CollectionSpec> {
       ...(c.conflict === undefined ? {} : { conflict: c.conflict }),
       ...(c.export === undefined ? {} : { export: c.export }),
       ...(c.schema === undefined ? {} : { schema: c.schema }),
+      ...(c.secret === undefined ? {} : { secret: c.secret }),
       ...(c.naturalKey === undefined ? {} : { naturalKey: [c.naturalKey].flat() }),
       ...(c.transform === undefined ? {} : { transform: c.transform }),
     };
