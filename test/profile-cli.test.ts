@@ -47,12 +47,14 @@ describe("ferry check", () => {
           local: "sqlite:${shop}",
           gone: "redis://127.0.0.1:1/0",
         },
+        collections: { customers: { rename: "clients" } },
       });`,
     );
     const env = { PG_PASSWORD: SECRET };
     const r = ferry(["check"], { cwd: dir, env });
     expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/profile .*ferry\.config\.ts \(shop 2\.0\.0\): valid; 5 instances, 0 collections/);
+    expect(r.stdout).toMatch(/profile .*ferry\.config\.ts \(shop 2\.0\.0\): valid; 5 instances, 1 collections/);
+    expect(r.stdout).toMatch(/note: declared but not applied yet by this Ferry: collections\.customers\.rename/);
     expect(r.stdout).toMatch(/cache\s+ok\s+Redis \d+\.\d+/);
     expect(r.stdout).toMatch(/db\s+ok\s+PostgreSQL \d+/);
     expect(r.stdout).toMatch(/legacy\s+ok\s+(MariaDB|MySQL) \d+/);
