@@ -123,6 +123,21 @@ describe("examples/relay-redis", () => {
       });
       expect(dry.code).toBe(0);
       expect(await dump(d)).toEqual(before);
+      // Totals count each collection's own keys (the index collection spans several globs).
+      const planned = ferry(
+        ["copy", "--from", "prod", "--to", "qa", "--types", TYPES, "--conflict", "skip", "--dry-run", "--json"],
+        {
+          cwd: DIR,
+          env,
+        },
+      );
+      const start = planned.stdout
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as { type: string; collections?: { name: string; total: number }[] })
+        .find((e) => e.type === "run-start");
+      const totals = Object.fromEntries((start?.collections ?? []).map((c) => [c.name, c.total]));
+      expect(totals).toEqual({ apikeys: 31, claude: 3, gemini: 1, admins: 1, usage: 120, indexes: 8 });
 
       const r = ferry(["copy", "--from", "prod", "--to", "qa", "--types", TYPES, "--conflict", "skip", "--yes"], {
         cwd: DIR,

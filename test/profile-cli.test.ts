@@ -105,6 +105,19 @@ describe("instance names in place of URLs", () => {
     const h = ferry(["history", "--at", "backup"], { cwd: dir });
     expect(h.code).toBe(0);
     expect(h.stdout).toMatch(/copy\s+done/);
+    // An instance whose variable is unset stops only the commands that use it.
+    writeFileSync(
+      join(dir, "ferry.config.ts"),
+      `export default { instances: { shop: "sqlite:${shop}", backup: "${join(tmp.dir, "backup2")}/", prod: "redis://:\${PROD_PW}@x:6379/0" } };`,
+    );
+    const ok = ferry(["copy", "--from", "shop", "--to", "backup", "--yes"], { cwd: dir });
+    expect(ok.code).toBe(0);
+    const unset = ferry(["copy", "--from", "prod", "--to", "backup", "--yes"], { cwd: dir });
+    expect(unset.code).toBe(2);
+    expect(unset.stderr).toMatch(/instances\.prod: environment variable PROD_PW is not set/);
+    const check = ferry(["check"], { cwd: dir });
+    expect(check.code).toBe(2);
+    expect(check.stderr).toMatch(/instances\.prod: environment variable PROD_PW is not set/);
     const bad = ferry(["copy", "--from", "shopp", "--to", "backup", "--yes"], { cwd: dir });
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(

@@ -86,6 +86,25 @@ describe("profile rules in a copy", () => {
     expect((err as Error).message).toMatch(/customers id=7: the profile's transform threw: no customer 7 here/);
   });
 
+  it("refuses a never-exported collection named by its table, and a natural key the collection lacks", async () => {
+    const hidden = await copy({
+      from: SHOP,
+      to: join(tmp.dir, "h1/"),
+      collections: ["customers"],
+      collectionSpecs: { people: { table: "customers", export: false } },
+    }).catch((e: unknown) => e);
+    expect(isFerryError(hidden, "E_CONFIG")).toBe(true);
+    expect((hidden as Error).message).toMatch(/customers is marked export: false/);
+    const typo = await copy({
+      from: SHOP,
+      to: join(tmp.dir, "h2/"),
+      collections: ["customers"],
+      collectionSpecs: { customers: { naturalKey: ["emial"] } },
+    }).catch((e: unknown) => e);
+    expect(isFerryError(typo, "E_CONFIG")).toBe(true);
+    expect((typo as Error).message).toMatch(/naturalKey of customers \(emial\) is not among its fields: id, email/);
+  });
+
   it("checks the natural key is unique in the incoming data, and takes it as the match key", async () => {
     const to = join(tmp.dir, "n1/");
     const dup = await copy({

@@ -14,7 +14,7 @@ import { knownInstances } from "../core/registry.js";
 import { redactUrl } from "../core/url.js";
 import { type FerryConfig, specsOf } from "../profile/define-config.js";
 import { checkInstances, instanceUrl } from "../profile/instances.js";
-import { loadProfile, PROFILE_FILES, type Profile } from "../profile/load-profile.js";
+import { loadProfile, PROFILE_FILES, type Profile, unsetProblem } from "../profile/load-profile.js";
 import { askToConfirm, requireConfirmable } from "./prompt.js";
 import { formatDuration, HumanRenderer, planTable } from "./render.js";
 
@@ -155,7 +155,7 @@ async function copyCommand(flags: CopyFlags, cmd: Command): Promise<number> {
       ...(flags.yes ? {} : { confirm: askToConfirm }),
     });
     // A dry run of `fail` mode that finds existing keys answers as the real run would: 4.
-    if (result.dryRun && flags.conflict === "fail" && result.total.failed > 0) return 4;
+    if (result.dryRun && flags.conflict === "fail" && !flags.skipInvalid && result.total.failed > 0) return 4;
     return result.status === "done" ? 0 : 1;
   } finally {
     process.off("SIGINT", onSignal);
@@ -351,6 +351,16 @@ Example:
         throw new FerryError(
           "E_CONFIG",
           `no profile here (${PROFILE_FILES.join(", ")}): write one (export default defineConfig({ … })), or give --config FILE`,
+        );
+      }
+      const unset = Object.entries(profile.unresolved).flatMap(([name, vars]) =>
+        vars.map((v) => unsetProblem(name, v)),
+      );
+      if (unset.length > 0) {
+        throw new FerryError(
+          "E_CONFIG",
+          `${profile.path} has ${unset.length === 1 ? "a problem" : `${unset.length} problems`}:\n${unset.map((p) => `  ${p}`).join("\n")}`,
+          { details: { profile: profile.path, problems: unset } },
         );
       }
       const checks = await checkInstances(profile);

@@ -289,9 +289,7 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
   }
   const names = entry ? Object.keys(entry.collections) : selected.map((s) => s.name);
   // A resumed run selects as the interrupted one did (its globs and exclusions, if any).
-  const pool = entry
-    ? await selectCollections(source, all, entry.options.selection ?? names, o.collectionSpecs)
-    : selected;
+  const pool = entry ? await selectCollections(source, all, entry.options.selection, o.collectionSpecs) : selected;
   const ordered = dependencyOrder(pool.filter((s) => names.includes(s.name)));
   if (entry) {
     const missing = names.filter((n) => !ordered.some((s) => s.name === n));
@@ -336,7 +334,14 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
     const natural = specOf(s.name, o.collectionSpecs)?.naturalKey;
     const has = (fields: string[] | undefined): fields is string[] =>
       fields?.every((k) => s.fields.some((f) => f.name === k)) === true;
-    const key = has(keyOption) ? keyOption : has(natural) ? natural : s.primaryKey;
+    if (natural !== undefined && !has(natural)) {
+      throw new FerryError(
+        "E_CONFIG",
+        `the profile's naturalKey of ${s.name} (${(natural as string[]).join(", ")}) is not among its fields: ${s.fields.map((f) => f.name).join(", ")}`,
+      );
+    }
+    const saved = entry?.options.keys?.[s.name];
+    const key = saved ?? (has(keyOption) ? keyOption : has(natural) ? natural : s.primaryKey);
     const total = await source.count(s);
     const progress: CollectionProgress = entry?.collections[s.name] ?? {
       ...emptyStats(),
@@ -407,7 +412,7 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
 
   // Validation: on a new run, every record of a collection with a schema (or natural key) is
   // read and checked before anything is written (unless invalid ones are to be skipped).
-  if (!entry && !o.skipInvalid && jobs.some((j) => j.spec?.schema || j.spec?.naturalKey)) {
+  if (!entry && !o.skipInvalid && jobs.some((j) => j.spec?.schema || j.spec?.naturalKey || j.spec?.transform)) {
     await validateAll(source, jobs, o);
   }
 
@@ -432,13 +437,9 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
           ...(keyOption ? { key: keyOption } : {}),
           collections: names,
           ...(o.collections && o.collections.length > 0 && source.resolve ? { selection: o.collections } : {}),
-          ...(jobs.some((j) => j.conflict !== o.conflict)
-            ? {
-                conflicts: Object.fromEntries(
-                  jobs.filter((j) => j.conflict !== o.conflict).map((j) => [j.source.name, j.conflict]),
-                ),
-              }
-            : {}),
+          // Each collection's mode and match key, so a resume does not depend on the profile then.
+          conflicts: Object.fromEntries(jobs.map((j) => [j.source.name, j.conflict])),
+          keys: Object.fromEntries(jobs.map((j) => [j.source.name, j.key])),
           batchSize: o.batchSize,
           jobs: o.jobs,
           ...(o.allowLossy ? { allowLossy: true } : {}),
@@ -783,6 +784,13 @@ export async function selectCollections(
   const hidden = new Set(kept.map(([n, s]) => s.table ?? n));
   if (!names || names.length === 0) return all.filter((s) => !hidden.has(s.name));
   const tables = names.map((n) => specs?.[n]?.table ?? n);
+  const never = tables.find((t) => hidden.has(t));
+  if (never !== undefined) {
+    throw new FerryError(
+      "E_CONFIG",
+      `collection ${never} is marked export: false in the profile: it never leaves its instance (remove it from --collections)`,
+    );
+  }
   const where = source.displayUrl;
   const missing = tables.filter((n) => !all.some((s) => s.name === n));
   if (missing.length > 0) {
@@ -957,7 +965,7 @@ async function validateAll(source: Connector, jobs: Job[], o: RunOptions): Promi
   const found: { collection: string; key: string; reason: string }[] = [];
   let count = 0;
   for (const j of jobs) {
-    if (!j.spec?.schema && !j.spec?.naturalKey) continue;
+    if (!j.spec?.schema && !j.spec?.naturalKey && !j.spec?.transform) continue;
     const natural = j.spec.naturalKey;
     const seen = new Map<string, string>();
     for await (const batch of source.read(j.source, { batchSize: o.batchSize })) {

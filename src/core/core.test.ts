@@ -12,10 +12,12 @@ describe("redactUrl", () => {
     expect(redactUrl("sqlite:./app.db")).toBe("sqlite:./app.db");
     expect(redactUrl("redis://localhost:6379/0")).toBe("redis://localhost:6379/0");
   });
-  it("removes passwords that hold unencoded @, / or #", () => {
+  it("removes passwords that hold unencoded @, /, # or ?", () => {
     expect(redactUrl("postgres://app:p@ss@db/app")).toBe("postgres://app:***@db/app");
     expect(redactUrl("postgres://app:pa/ss@db/app")).toBe("postgres://app:***@db/app");
-    expect(redactUrl("postgres://app:pa#ss@db/app?x=a@b")).toBe("postgres://app:***@db/app?x=a@b");
+    expect(redactUrl("redis://:pa?ss@host:6379/0")).toBe("redis://:***@host:6379/0");
+    // An '@' in the query: more is hidden than the password, never less.
+    expect(redactUrl("postgres://app:pa#ss@db/app?x=a@b")).toBe("postgres://app:***@b");
   });
   it("tells schemes from paths and drive letters", () => {
     expect(schemeOf("sqlite:./x.db")).toBe("sqlite");

@@ -75,8 +75,10 @@ export interface RunEntry {
     collections: string[];
     /** The selection as given, for sources that resolve it (Redis globs, `!pattern` exclusions). */
     selection?: string[];
-    /** Collections whose conflict mode the profile set, over `conflict`. */
+    /** Each collection's conflict mode (the profile's, else `conflict`). */
     conflicts?: Record<string, ConflictMode>;
+    /** Each collection's match key (`--key`, the profile's natural key, or the primary key). */
+    keys?: Record<string, string[]>;
     batchSize: number;
     /** Parallel jobs. Default 1 (entries written before `--jobs` existed). */
     jobs?: number;

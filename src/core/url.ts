@@ -10,11 +10,10 @@ export function redactUrl(url: string): string {
   let out = url;
   const m = /^[a-z][a-z0-9+.-]*:\/\//i.exec(url);
   if (m) {
-    // Passwords are often not percent-encoded and may hold '@', '/' or '#': the user info
-    // ends at the last '@' before any query string (over-redacting a path is the safe side).
+    // Passwords are often not percent-encoded and may hold '@', '/', '#' or '?': the user info
+    // ends at the last '@' of the URL (over-redacting a path or query is the safe side).
     const rest = url.slice(m[0].length);
-    const query = rest.indexOf("?");
-    const at = (query < 0 ? rest : rest.slice(0, query)).lastIndexOf("@");
+    const at = rest.lastIndexOf("@");
     const colon = at < 0 ? -1 : rest.slice(0, at).indexOf(":");
     if (colon >= 0) out = `${m[0]}${rest.slice(0, colon)}:***${rest.slice(at)}`;
   }

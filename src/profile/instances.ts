@@ -3,10 +3,11 @@
  * `checkInstances` reaches each one (what `ferry check` prints).
  */
 import { existsSync } from "node:fs";
+import { relative } from "node:path";
 import { FerryError, isFerryError } from "../core/errors.js";
 import { openConnector } from "../core/registry.js";
 import { redactUrl } from "../core/url.js";
-import type { Profile } from "./load-profile.js";
+import { type Profile, unsetProblem } from "./load-profile.js";
 
 const NAME = /^[A-Za-z][A-Za-z0-9_-]*$/;
 
@@ -18,8 +19,17 @@ const NAME = /^[A-Za-z][A-Za-z0-9_-]*$/;
  * file, naming the instances there are.
  */
 export function instanceUrl(value: string, profile: Profile | undefined): string {
-  const url = profile?.config.instances?.[value];
-  if (url !== undefined) return url;
+  const instances = profile?.config.instances ?? {};
+  if (Object.hasOwn(instances, value)) {
+    const missing = profile?.unresolved[value];
+    if (missing && missing.length > 0) {
+      throw new FerryError(
+        "E_CONFIG",
+        `${relative(process.cwd(), profile.path) || profile.path}: ${missing.map((v) => unsetProblem(value, v)).join("; ")}`,
+      );
+    }
+    return instances[value] as string;
+  }
   if (NAME.test(value) && !existsSync(value)) {
     const names = Object.keys(profile?.config.instances ?? {});
     const known = profile

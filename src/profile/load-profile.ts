@@ -27,6 +27,8 @@ export interface Profile {
   path: string;
   /** The profile, instance URLs with their `${VAR}`s filled in. */
   config: FerryConfig;
+  /** Instances whose URL reads environment variables that are not set: name → the variables. */
+  unresolved: Record<string, string[]>;
 }
 
 /** Where to look, and what environment `${VAR}` reads (default `process.env`). */
@@ -101,17 +103,19 @@ export async function loadProfile(options: LoadProfileOptions = {}): Promise<Pro
   const problems = checked.success ? [] : checked.error.issues.flatMap(describeIssue);
   const config = (checked.success ? checked.data : raw) as FerryConfig;
   const instances: Record<string, string> = {};
+  const unresolved: Record<string, string[]> = {};
+  const envProblems: string[] = [];
   for (const [name, url] of Object.entries(config.instances ?? {})) {
     if (typeof url !== "string") continue;
     const filled = interpolate(url, options.env ?? process.env);
-    problems.push(
-      ...filled.missing.map(
-        (v) => `instances.${name}: environment variable ${v} is not set (set it, or write \${${v}:-default})`,
-      ),
-    );
+    if (filled.missing.length > 0) unresolved[name] = filled.missing;
+    envProblems.push(...filled.missing.map((v) => unsetProblem(name, v)));
     instances[name] = filled.text;
   }
+  // A broken profile is refused with every problem; an unset variable alone only stops the
+  // commands that use its instance (see `instanceUrl`) and `ferry check`.
   if (problems.length > 0) {
+    problems.push(...envProblems);
     throw new FerryError(
       "E_CONFIG",
       `${shown} has ${problems.length === 1 ? "a problem" : `${problems.length} problems`}:\n${problems.map((p) => `  ${p}`).join("\n")}`,
@@ -120,7 +124,12 @@ export async function loadProfile(options: LoadProfileOptions = {}): Promise<Pro
       },
     );
   }
-  return { path, config: { ...config, ...(config.instances ? { instances } : {}) } };
+  return { path, config: { ...config, ...(config.instances ? { instances } : {}) }, unresolved };
+}
+
+/** The `path: message` of an instance's unset environment variable. */
+export function unsetProblem(instance: string, variable: string): string {
+  return `instances.${instance}: environment variable ${variable} is not set (set it, or write \${${variable}:-default})`;
 }
 
 /** The module's default export (or the JSON), with load errors pointing into the file. */
@@ -217,9 +226,10 @@ export function interpolate(
 ): { text: string; missing: string[] } {
   const missing: string[] = [];
   const out = text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_, name: string, fallback?: string) => {
+    // As in the shell: `${V}` is V's value, empty included; `${V:-d}` is d when V is unset or empty.
     const v = env[name];
-    if (v !== undefined && v !== "") return v;
-    if (fallback !== undefined) return fallback;
+    if (fallback !== undefined) return v === undefined || v === "" ? fallback : v;
+    if (v !== undefined) return v;
     missing.push(name);
     return "";
   });

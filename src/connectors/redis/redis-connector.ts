@@ -420,7 +420,13 @@ export class RedisConnector implements Connector, BulkTransfer {
     if (!this.#location.hashRows) return keyspaceSchema(name);
     // One pass per key set: resolve reuses discover's for a collection it selects unchanged.
     const p = this.#patternOf(keyspaceSchema(name));
-    const id = `${p.match.toString("hex")}\u0000${p.prefix ?? ""}\u0000${p.exclude.map((e) => e.source).join("\u0000")}`;
+    const id = JSON.stringify([
+      p.match.toString("hex"),
+      p.prefix ?? "",
+      p.exclude.map((e) => e.source),
+      (p.include ?? []).map((e) => e.source),
+      (p.hidden ?? []).map((h) => [h.match.map((e) => e.source), h.except.map((e) => e.source)]),
+    ]);
     let shape = this.#shapes.get(id);
     if (shape === undefined) {
       shape = await this.#hashShape(keyspaceSchema(name));
@@ -432,7 +438,8 @@ export class RedisConnector implements Connector, BulkTransfer {
       this.#rows.set(name, schema);
       return schema;
     }
-    if (named) {
+    // An empty collection (a target's, before the copy) has no shape to refuse.
+    if (named && shape.hashes + (shape.other ? 1 : 0) > 0) {
       throw new FerryError(
         "E_CONFIG",
         `collection ${name} at ${this.displayUrl} cannot be read as rows (?hashes=rows): ${why}; exclude such keys with '!pattern' in --collections, or drop ?hashes=rows to copy the keys as they are`,
@@ -490,7 +497,7 @@ export class RedisConnector implements Connector, BulkTransfer {
   async count(collection: CollectionSchema): Promise<number | undefined> {
     let n = 0;
     const pattern = this.#patternOf(collection);
-    if (pattern.exclude.length === 0 && this.#discovered) {
+    if (pattern.exclude.length === 0 && !pattern.include && !pattern.hidden && this.#discovered) {
       const counted = this.#counted.get(collection.name);
       if (counted !== undefined) return counted;
       // `*`: every key-space key discover counted.
