@@ -130,5 +130,19 @@ describe("profile rules in a copy", () => {
       collectionSpecs: { customers: { naturalKey: ["email"], conflict: "skip" } },
     });
     expect(again.collections.customers).toMatchObject({ copied: 0, skipped: 50 });
+    // fail mode checks the keys the transform gives: new emails are no conflict.
+    const renamed = await copy({
+      from: SHOP,
+      to,
+      collections: ["customers"],
+      conflict: "fail",
+      collectionSpecs: {
+        customers: {
+          naturalKey: ["email"],
+          transform: (rec) => ({ ...rec, id: Number(rec.id) + 1000, email: `new-${rec.email}` }),
+        },
+      },
+    });
+    expect(renamed.collections.customers).toMatchObject({ copied: 50, failed: 0 });
   });
 });

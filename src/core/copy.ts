@@ -824,9 +824,12 @@ async function findConflicts(
 ): Promise<void> {
   for (const r of j.progress.ranges) {
     if (r.done) continue;
-    for await (const batch of source.read(j.source, { batchSize: o.batchSize, fields: j.key, ...boundsOf(r) })) {
+    // A transform may change or drop records: their keys are the transformed ones.
+    const fields = j.spec?.transform ? {} : { fields: j.key };
+    for await (const batch of source.read(j.source, { batchSize: o.batchSize, ...fields, ...boundsOf(r) })) {
       throwIfAborted(o.signal);
-      const keys = batch.records.map((rec) => keyOf(rec, j.key));
+      const records = j.spec?.transform ? (await prepareRecords(j, batch.records)).records : batch.records;
+      const keys = records.map((rec) => keyOf(rec, j.key));
       const found = await target.lookup(j.target, j.key, keys);
       for (const k of keys) {
         if (found.has(keyString(k))) {
