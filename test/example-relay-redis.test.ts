@@ -3,10 +3,10 @@
  * redis-servers seeded with the relay's keyspace (../shared/seeds/README.md).
  */
 import { join } from "node:path";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ferry, ROOT, requireBuild } from "./cli.js";
-import { startRedis, type TestRedis } from "./redis-server.js";
+import { client, startRedis, type TestRedis } from "./redis-server.js";
 
 const DIR = join(ROOT, "examples", "relay-redis");
 const DAY = 86_400_000;
@@ -24,13 +24,6 @@ afterAll(async () => {
   await prod?.stop();
   await qa?.stop();
 });
-
-function client(url: string): Redis {
-  const u = new URL(url);
-  const c = new Redis({ host: u.hostname, port: Number(u.port), db: Number(u.pathname.slice(1)), protocol: 2 });
-  c.on("error", () => {});
-  return c;
-}
 
 /** The relay's keyspace, in small. */
 async function seedProd(c: Redis): Promise<void> {

@@ -6,14 +6,13 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import fc from "fast-check";
-import { Redis } from "ioredis";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import "../src/connectors/index.js";
 import { copy } from "../src/core/copy.js";
 import { isFerryError } from "../src/core/errors.js";
 import { tempDir } from "./helpers.js";
-import { startRedis, type TestRedis } from "./redis-server.js";
+import { startRedis, type TestRedis, withClient } from "./redis-server.js";
 
 const PG_DB = "ferry_test";
 const PG = `postgres://postgres@127.0.0.1:5432/${PG_DB}`;
@@ -53,22 +52,6 @@ async function pgSchema(name: string): Promise<string> {
   schemas.push(s);
   await pgQuery(`DROP SCHEMA IF EXISTS ${s} CASCADE; CREATE SCHEMA ${s};`);
   return s;
-}
-
-function client(url: string): Redis {
-  const u = new URL(url);
-  const c = new Redis({ host: u.hostname, port: Number(u.port), db: Number(u.pathname.slice(1)), protocol: 2 });
-  c.on("error", () => {});
-  return c;
-}
-
-async function withClient<T>(url: string, f: (c: Redis) => Promise<T>): Promise<T> {
-  const c = client(url);
-  try {
-    return await f(c);
-  } finally {
-    await c.quit();
-  }
 }
 
 const rows = (url: string): string => `${url}?hashes=rows`;

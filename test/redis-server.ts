@@ -84,3 +84,27 @@ export async function startRedis(
     },
   };
 }
+
+/** An ioredis client of the database a `redis://` URL names (its password too). */
+export function client(url: string): Redis {
+  const u = new URL(url);
+  const c = new Redis({
+    host: u.hostname,
+    port: Number(u.port),
+    db: Number(u.pathname.slice(1)),
+    protocol: 2,
+    ...(u.password === "" ? {} : { password: decodeURIComponent(u.password) }),
+  });
+  c.on("error", () => {});
+  return c;
+}
+
+/** Runs `f` with a client of `url`, closed after. */
+export async function withClient<T>(url: string, f: (c: Redis) => Promise<T>): Promise<T> {
+  const c = client(url);
+  try {
+    return await f(c);
+  } finally {
+    await c.quit();
+  }
+}

@@ -1,9 +1,8 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import fc from "fast-check";
-import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { startRedis, type TestRedis } from "../../../test/redis-server.js";
+import { client, startRedis, type TestRedis, withClient } from "../../../test/redis-server.js";
 import "../index.js";
 import { tempDir } from "../../../test/helpers.js";
 import { copy } from "../../core/copy.js";
@@ -27,28 +26,6 @@ afterAll(async () => {
   await b?.stop();
   tmp.cleanup();
 });
-
-function client(url: string): Redis {
-  const u = new URL(url);
-  const c = new Redis({
-    host: u.hostname,
-    port: Number(u.port),
-    db: Number(u.pathname.slice(1)),
-    protocol: 2,
-    ...(u.password === "" ? {} : { password: decodeURIComponent(u.password) }),
-  });
-  c.on("error", () => {});
-  return c;
-}
-
-async function withClient<T>(url: string, f: (c: Redis) => Promise<T>): Promise<T> {
-  const c = client(url);
-  try {
-    return await f(c);
-  } finally {
-    await c.quit();
-  }
-}
 
 /** Guide 001's relay, in small: every type, TTLs, members with NUL bytes, a binary key. */
 async function seedRelay(url: string): Promise<void> {
@@ -457,11 +434,24 @@ describe("redis reading: one pass over the key space", () => {
       }
       await p.exec();
     });
+    // Let the server finish rehashing the grown table, so runs see the same SCAN steps (else
+    // a resume reads some done keys again: "reads them again when not" below).
+    await new Promise((r) => setTimeout(r, 500));
   }
 
   async function scanCalls(url: string): Promise<number> {
     const stats = await withClient(url, (c) => c.info("commandstats"));
     return Number(/cmdstat_scan:calls=(\d+)/.exec(stats)?.[1] ?? 0);
+  }
+
+  /** A connector on a seeded database, discovered, with its `user` collection. */
+  async function seededUsers() {
+    const src = await a.fresh();
+    await seedMany(src);
+    const c = await openConnector(src, {});
+    await c.discover();
+    const [user] = await (c.resolve as NonNullable<typeof c.resolve>)(["user"]);
+    return { c, user };
   }
 
   it("reads every collection from discovery's SCAN: one pass, whatever the number of collections", async () => {
@@ -527,12 +517,8 @@ describe("redis reading: one pass over the key space", () => {
   });
 
   it("splits a collection into key ranges that together read every key once", async () => {
-    const src = await a.fresh();
-    await seedMany(src);
-    const c = await openConnector(src, {});
+    const { c, user } = await seededUsers();
     try {
-      await c.discover();
-      const [user] = await (c.resolve as NonNullable<typeof c.resolve>)(["user"]);
       const bounds = await (c.split as NonNullable<typeof c.split>)(user as CollectionSchema, 3);
       expect(bounds).toHaveLength(2);
       const ranges = [{ upTo: bounds[0] }, { after: bounds[0], upTo: bounds[1] }, { after: bounds[1] }];
@@ -560,9 +546,6 @@ describe("redis reading: one pass over the key space", () => {
         const src = await a.fresh();
         const dst = await b.fresh();
         await seedMany(src);
-        // Let the server finish rehashing the grown table, so both runs see the same SCAN
-        // steps (else keys are read twice, checked below by "reads the done keys again").
-        await new Promise((r) => setTimeout(r, 500));
         tuning.scanCacheBytes = saved;
         const controller = new AbortController();
         let batches = 0;
@@ -588,12 +571,8 @@ describe("redis reading: one pass over the key space", () => {
   });
 
   it("resumes after the done keys when they are listed as before, and reads them again when not", async () => {
-    const src = await a.fresh();
-    await seedMany(src);
-    const c = await openConnector(src, {});
+    const { c, user } = await seededUsers();
     try {
-      await c.discover();
-      const [user] = await (c.resolve as NonNullable<typeof c.resolve>)(["user"]);
       const col = user as CollectionSchema;
       const read = async (
         after?: Record<string, unknown>,
