@@ -18,7 +18,7 @@ import type { FerryEvent } from "../src/core/events.js";
 import { plan } from "../src/core/plan.js";
 import type { TypePlan } from "../src/core/type-plan.js";
 import { encodeRow, type Row } from "../src/core/values.js";
-import { readAll, tempDir } from "./helpers.js";
+import { ensurePgDatabase, readAll, tempDir } from "./helpers.js";
 
 const PG_DB = "ferry_test";
 const PG = `postgres://postgres@127.0.0.1:5432/${PG_DB}`;
@@ -70,11 +70,7 @@ async function myDb(name: string, ddl?: string): Promise<string> {
 }
 
 beforeAll(async () => {
-  const c = new pg.Client({ host: "127.0.0.1", port: 5432, user: "postgres", database: "postgres" });
-  await c.connect();
-  const r = await c.query("SELECT 1 FROM pg_database WHERE datname = $1", [PG_DB]);
-  if (r.rowCount === 0) await c.query(`CREATE DATABASE ${PG_DB}`).catch(() => {});
-  await c.end();
+  await ensurePgDatabase(PG_DB);
 });
 
 afterAll(async () => {

@@ -2,6 +2,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import pg from "pg";
 import "../src/connectors/index.js";
 import { openConnector } from "../src/core/registry.js";
 import type { CollectionSchema } from "../src/core/schema.js";
@@ -57,4 +58,17 @@ export async function readAll(url: string): Promise<Record<string, Row[]>> {
 export function sortRows(rows: Row[], key: string[]): Row[] {
   const k = (r: Row) => JSON.stringify(key.map((f) => String(r[f])));
   return [...rows].sort((a, b) => (k(a) < k(b) ? -1 : k(a) > k(b) ? 1 : 0));
+}
+
+/** Creates PostgreSQL database `name` (trust auth, user postgres) unless it exists. */
+export async function ensurePgDatabase(name: string): Promise<void> {
+  const c = new pg.Client({ host: "127.0.0.1", port: 5432, user: "postgres", database: "postgres" });
+  await c.connect();
+  try {
+    const r = await c.query("SELECT 1 FROM pg_database WHERE datname = $1", [name]);
+    // Another test file may create it at the same moment.
+    if (r.rowCount === 0) await c.query(`CREATE DATABASE ${name}`).catch(() => {});
+  } finally {
+    await c.end();
+  }
 }

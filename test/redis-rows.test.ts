@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import "../src/connectors/index.js";
 import { copy } from "../src/core/copy.js";
 import { isFerryError } from "../src/core/errors.js";
-import { tempDir } from "./helpers.js";
+import { ensurePgDatabase, tempDir } from "./helpers.js";
 import { startRedis, type TestRedis, withClient } from "./redis-server.js";
 
 const PG_DB = "ferry_test";
@@ -34,11 +34,7 @@ async function pgQuery(sql: string): Promise<pg.QueryResult> {
 
 beforeAll(async () => {
   redis = await startRedis(64);
-  const c = new pg.Client({ host: "127.0.0.1", port: 5432, user: "postgres", database: "postgres" });
-  await c.connect();
-  const r = await c.query("SELECT 1 FROM pg_database WHERE datname = $1", [PG_DB]);
-  if (r.rowCount === 0) await c.query(`CREATE DATABASE ${PG_DB}`).catch(() => {});
-  await c.end();
+  await ensurePgDatabase(PG_DB);
 });
 
 afterAll(async () => {

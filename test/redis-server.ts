@@ -25,6 +25,9 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** A test redis-server's arguments: local only, no persistence. */
+export const REDIS_BASE_ARGS = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+
 /** Starts `redis-server` (fails the test run, never skips, when it cannot). */
 export async function startRedis(
   databases = 512,
@@ -33,19 +36,7 @@ export async function startRedis(
   const port = await freePort();
   const child: ChildProcess = spawn(
     "redis-server",
-    [
-      "--port",
-      String(port),
-      "--bind",
-      "127.0.0.1",
-      "--save",
-      "",
-      "--appendonly",
-      "no",
-      "--databases",
-      String(databases),
-      ...(extra.args ?? []),
-    ],
+    ["--port", String(port), ...REDIS_BASE_ARGS, "--databases", String(databases), ...(extra.args ?? [])],
     { stdio: "ignore" },
   );
   const client = new Redis({

@@ -11,7 +11,7 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BIN, ferry, requireBuild } from "./cli.js";
 import { tempDir } from "./helpers.js";
-import { freePort } from "./redis-server.js";
+import { freePort, REDIS_BASE_ARGS } from "./redis-server.js";
 
 const tmp = tempDir();
 let server: ChildProcess;
@@ -92,12 +92,7 @@ beforeAll(async () => {
       "0",
       "--tls-port",
       String(port),
-      "--bind",
-      "127.0.0.1",
-      "--save",
-      "",
-      "--appendonly",
-      "no",
+      ...REDIS_BASE_ARGS,
       "--tls-cert-file",
       join(tmp.dir, "server.pem"),
       "--tls-key-file",

@@ -330,8 +330,9 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
   const jobs: Job[] = [];
   for (const s of ordered) {
     const existing = targetSchemas.get(s.name);
+    const spec = specOf(s.name, o.collectionSpecs);
     // Records match on --key, else the profile's natural key, else the primary key.
-    const natural = specOf(s.name, o.collectionSpecs)?.naturalKey;
+    const natural = spec?.naturalKey;
     const has = (fields: string[] | undefined): fields is string[] =>
       fields?.every((k) => s.fields.some((f) => f.name === k)) === true;
     if (natural !== undefined && !has(natural)) {
@@ -360,11 +361,10 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
         { details: { collection: s.name } },
       );
     }
-    const spec = specOf(s.name, o.collectionSpecs);
     const job: Job = {
       source: s,
       ...(spec ? { spec } : {}),
-      conflict: entry?.options.conflicts?.[s.name] ?? specOf(s.name, o.collectionSpecs)?.conflict ?? o.conflict,
+      conflict: entry?.options.conflicts?.[s.name] ?? spec?.conflict ?? o.conflict,
       target: existing ?? s,
       key,
       progress,
