@@ -54,7 +54,7 @@ describe("ferry check", () => {
     const r = ferry(["check"], { cwd: dir, env });
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/profile .*ferry\.config\.ts \(shop 2\.0\.0\): valid; 5 instances, 1 collections/);
-    expect(r.stdout).toMatch(/note: declared but not applied yet by this Ferry: collections\.customers\.rename/);
+    expect(r.stdout).not.toMatch(/not applied/);
     expect(r.stdout).toMatch(/cache\s+ok\s+Redis \d+\.\d+/);
     expect(r.stdout).toMatch(/db\s+ok\s+PostgreSQL \d+/);
     expect(r.stdout).toMatch(/legacy\s+ok\s+(MariaDB|MySQL) \d+/);
@@ -123,6 +123,38 @@ describe("instance names in place of URLs", () => {
     expect(bad.stderr).toMatch(
       /"shopp" is not a URL, a file, or a named instance: the profile's instances are shop, backup/,
     );
+  });
+});
+
+describe("paths and dependencies in a profile", () => {
+  it("reads an instance's relative path from the profile's directory, whatever the working directory", () => {
+    const dir = project(
+      "relative",
+      `export default { instances: { people: "./people.ndjson", out: "sqlite:./out/people.db", dump: "./dump/" } };`,
+    );
+    writeFileSync(join(dir, "people.ndjson"), '{"id":1,"name":"Ada"}\n{"id":2,"name":"Brian"}\n');
+    mkdirSync(join(dir, "out"));
+    const elsewhere = join(tmp.dir, "elsewhere");
+    mkdirSync(elsewhere);
+    const config = join(dir, "ferry.config.ts");
+    const r = ferry(["--config", config, "copy", "--from", "people", "--to", "out", "--yes"], { cwd: elsewhere });
+    expect(r.stderr).toMatch(/done/);
+    expect(r.code).toBe(0);
+    expect(existsSync(join(dir, "out", "people.db"))).toBe(true);
+    const d = ferry(["--config", config, "copy", "--from", "out", "--to", "dump", "--yes"], { cwd: elsewhere });
+    expect(d.code).toBe(0);
+    expect(existsSync(join(dir, "dump", "people.ndjson"))).toBe(true);
+    expect(existsSync(join(elsewhere, "dump"))).toBe(false);
+  });
+
+  it("names a cycle in dependsOn as a profile problem", () => {
+    const dir = project(
+      "cycle",
+      `export default { dependsOn: { orders: ["customers"], customers: ["accounts"], accounts: ["orders"] } };`,
+    );
+    const r = ferry(["check"], { cwd: dir });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/dependsOn\.orders: orders → customers → accounts → orders is a cycle/);
   });
 });
 

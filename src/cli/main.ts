@@ -12,7 +12,7 @@ import { type ConflictMode, processed, type RunEntry } from "../core/journal.js"
 import { plan } from "../core/plan.js";
 import { knownInstances } from "../core/registry.js";
 import { redactUrl } from "../core/url.js";
-import { type FerryConfig, specsOf } from "../profile/define-config.js";
+import { specsOf } from "../profile/define-config.js";
 import { checkInstances, instanceUrl } from "../profile/instances.js";
 import { loadProfile, PROFILE_FILES, type Profile, unsetProblem } from "../profile/load-profile.js";
 import { askToConfirm, requireConfirmable } from "./prompt.js";
@@ -65,22 +65,18 @@ function profileOf(cmd: Command): Promise<Profile | undefined> {
   return loaded;
 }
 
-/** Profile settings this Ferry checks but does not apply yet (`collections.x.schema`, …). */
-function notAppliedYet(c: FerryConfig): string[] {
-  const out: string[] = [];
-  for (const [name, col] of Object.entries(c.collections ?? {})) {
-    for (const k of ["rename", "key"] as const) {
-      if (col[k] !== undefined) out.push(`collections.${name}.${k}`);
-    }
-  }
-  if (c.dependsOn !== undefined) out.push("dependsOn");
-  return out;
-}
-
 /** The profile's collections for core, when it declares any. */
 async function specsFor(cmd: Command): Promise<{ collectionSpecs?: ReturnType<typeof specsOf> }> {
   const profile = await profileOf(cmd);
   return profile?.config.collections ? { collectionSpecs: specsOf(profile.config) } : {};
+}
+
+/** The profile's collections and extra dependencies, for `copy`. */
+async function profileFor(
+  cmd: Command,
+): Promise<{ collectionSpecs?: ReturnType<typeof specsOf>; dependsOn?: Record<string, string[]> }> {
+  const dependsOn = (await profileOf(cmd))?.config.dependsOn;
+  return { ...(await specsFor(cmd)), ...(dependsOn ? { dependsOn } : {}) };
 }
 
 /** `--from`/`--to`/`--at` as a URL: a profile instance's name becomes its URL. */
@@ -141,7 +137,7 @@ async function copyCommand(flags: CopyFlags, cmd: Command): Promise<number> {
       jobs: flags.jobs,
       allowLossy: Boolean(flags.allowLossy),
       ...(collections.length > 0 ? { collections } : {}),
-      ...(await specsFor(cmd)),
+      ...(await profileFor(cmd)),
       conflict: flags.conflict,
       ...(flags.key ? { key: flags.key } : {}),
       dryRun: Boolean(flags.dryRun),
@@ -371,7 +367,6 @@ Example:
           profile: profile.path,
           app: c.app ?? null,
           instances: checks,
-          notApplied: notAppliedYet(c),
         });
       }
       if (!flags.json) {
@@ -382,10 +377,6 @@ Example:
         for (const i of checks) {
           const state = i.reachable ? `ok  ${i.version ?? ""}` : `UNREACHABLE  ${i.error?.message ?? ""}`;
           lines.push(`  ${i.name.padEnd(width)}  ${state}  (${i.url})`);
-        }
-        const pending = notAppliedYet(c);
-        if (pending.length > 0) {
-          lines.push(`note: declared but not applied yet by this Ferry: ${pending.join(", ")}`);
         }
         process.stdout.write(`${lines.join("\n")}\n`);
       }

@@ -127,6 +127,11 @@ export interface Connector {
   ): Promise<CollectionSchema[]>;
   /** Record count, or undefined when counting would cost a full read. */
   count(collection: CollectionSchema): Promise<number | undefined>;
+  /**
+   * Optional: the bytes the collection takes at the instance (table with its indexes, file,
+   * Redis memory), for `ferry collections`; undefined when the engine cannot tell cheaply.
+   */
+  size?(collection: CollectionSchema): Promise<number | undefined>;
   read(collection: CollectionSchema, options: ReadOptions): AsyncIterable<ReadBatch>;
   /**
    * Up to `parts − 1` boundaries that cut the collection into key ranges of similar size, in
@@ -270,6 +275,10 @@ export interface CollectionSpec {
   exclude?: string[];
   /** The table or JSON array holding it elsewhere. Default: the collection's name. */
   table?: string;
+  /** Its key where the instance declares none (a file, a table without a primary key). */
+  key?: string[];
+  /** The collection's name at the target, when it differs. */
+  rename?: string;
   /** Its conflict mode, over the run's. */
   conflict?: ConflictMode;
   /** `false`: never copied or exported. Default true. */

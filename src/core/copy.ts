@@ -41,7 +41,7 @@ import {
 } from "./journal.js";
 import type { Bookmark } from "./messages.js";
 import { factoryFor, openConnector } from "./registry.js";
-import { type CollectionSchema, dependencyOrder } from "./schema.js";
+import { type CollectionSchema, dependencyOrder, parentsOf } from "./schema.js";
 import { buildTypePlan, type FieldMapper, fieldsAt, type TypePlan, type ValueCheck, valueCheck } from "./type-plan.js";
 import { redactUrl } from "./url.js";
 import { encodeValue, keyOf, keyString, type Row, setField, type Value } from "./values.js";
@@ -60,6 +60,11 @@ export interface CopyOptions {
    * collection's own `conflict` wins over `conflict`.
    */
   collectionSpecs?: Record<string, CollectionSpec>;
+  /**
+   * Dependencies the instances do not declare (the profile's `dependsOn`): a collection → the
+   * collections copied before it, by the profile's or the instance's names.
+   */
+  dependsOn?: Record<string, string[]>;
   /** What to do when a record's key exists at the target. Default `fail`. */
   conflict?: ConflictMode;
   /** Natural key used to match records, for collections that have these fields. Default: the primary key. */
@@ -103,7 +108,14 @@ export interface CopyPlan {
   source: string;
   target: string;
   conflict: ConflictMode;
-  collections: { name: string; total: number | undefined; key: string[]; targetExists: boolean }[];
+  collections: {
+    name: string;
+    /** Its name at the target, when the profile renames it. */
+    target?: string;
+    total: number | undefined;
+    key: string[];
+    targetExists: boolean;
+  }[];
   /** Each field's source and target type, and what the mapping can lose. */
   types: TypePlan;
   resume?: string;
@@ -148,12 +160,20 @@ interface Job {
   spec?: CollectionSpec;
   /** This collection's conflict mode (the profile's, else the run's). */
   conflict: ConflictMode;
+  /** The collection as the target creates it: the source's, renamed and keyed as the profile says. */
+  shape: CollectionSchema;
+  /** The target's collection (its own when it exists, else `shape`). */
   target: CollectionSchema;
   key: string[];
   progress: CollectionProgress;
   /** Each range's progress as last made durable (what the run's own journal row may claim). */
   durable: RangeProgress[];
   checks: FieldCheck[];
+  /**
+   * With `skipInvalid` (no validation pass): the unique field values written so far in this
+   * process, so a later record repeating them is refused as invalid, not matched as a conflict.
+   */
+  unique?: Map<string, string>;
   startedAt?: number;
   doneAtStart?: number;
   /** Ranges not finished yet in this process. */
@@ -290,7 +310,10 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
   const names = entry ? Object.keys(entry.collections) : selected.map((s) => s.name);
   // A resumed run selects as the interrupted one did (its globs and exclusions, if any).
   const pool = entry ? await selectCollections(source, all, entry.options.selection, o.collectionSpecs) : selected;
-  const ordered = dependencyOrder(pool.filter((s) => names.includes(s.name)));
+  const ordered = dependencyOrder(
+    pool.filter((s) => names.includes(s.name)),
+    profileDependencies(o.dependsOn, o.collectionSpecs),
+  );
   if (entry) {
     const missing = names.filter((n) => !ordered.some((s) => s.name === n));
     if (missing.length > 0) {
@@ -306,7 +329,15 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
   }
 
   // Plan: counts, keys, types, whether each target collection exists and is empty.
-  const targetSchemas = target ? new Map((await target.discover()).map((s) => [s.name, s])) : new Map();
+  const shapes = targetShapes(ordered, o.collectionSpecs, entry?.options.targets);
+  const shapeOf = (s: CollectionSchema): CollectionSchema => shapes.get(s.name) ?? s;
+  const found = target ? new Map((await target.discover()).map((s) => [s.name, s])) : new Map();
+  // The target's collections by the source's names.
+  const targetSchemas = new Map<string, CollectionSchema>();
+  for (const s of ordered) {
+    const t = found.get(shapeOf(s).name);
+    if (t) targetSchemas.set(s.name, t);
+  }
   if (target?.resolve) {
     // A selection the source resolved (a Redis glob, a profile collection) is looked up the same
     // way at the target, so its keys there count (and skip, fail or merge) as they should.
@@ -314,7 +345,9 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
     const exclusions = selection.filter((n) => n.startsWith("!"));
     for (const s of ordered) {
       if (targetSchemas.has(s.name)) continue;
-      const named = selection.find((n) => n === s.name || n.startsWith(`${s.name}=`)) ?? s.name;
+      const renamed = shapeOf(s).name;
+      const named =
+        renamed !== s.name ? renamed : (selection.find((n) => n === s.name || n.startsWith(`${s.name}=`)) ?? s.name);
       try {
         const [t] = await target.resolve([named, ...exclusions], o.collectionSpecs);
         if (t) targetSchemas.set(s.name, t);
@@ -341,8 +374,9 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
         `the profile's naturalKey of ${s.name} (${(natural as string[]).join(", ")}) is not among its fields: ${s.fields.map((f) => f.name).join(", ")}`,
       );
     }
+    const shape = shapeOf(s);
     const saved = entry?.options.keys?.[s.name];
-    const key = saved ?? (has(keyOption) ? keyOption : has(natural) ? natural : s.primaryKey);
+    const key = saved ?? (has(keyOption) ? keyOption : has(natural) ? natural : shape.primaryKey);
     const total = await source.count(s);
     const progress: CollectionProgress = entry?.collections[s.name] ?? {
       ...emptyStats(),
@@ -365,7 +399,8 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
       source: s,
       ...(spec ? { spec } : {}),
       conflict: entry?.options.conflicts?.[s.name] ?? spec?.conflict ?? o.conflict,
-      target: existing ?? s,
+      shape,
+      target: existing ?? shape,
       key,
       progress,
       durable: progress.ranges.map((r) => structuredClone(r)),
@@ -381,6 +416,7 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
     conflict: o.conflict,
     collections: jobs.map((j) => ({
       name: j.source.name,
+      ...(j.shape.name !== j.source.name ? { target: j.shape.name } : {}),
       total: j.progress.total,
       key: j.key,
       targetExists: targetSchemas.has(j.source.name),
@@ -412,7 +448,7 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
 
   // Validation: on a new run, every record of a collection with a schema (or natural key) is
   // read and checked before anything is written (unless invalid ones are to be skipped).
-  if (!entry && !o.skipInvalid && jobs.some((j) => j.spec?.schema || j.spec?.naturalKey || j.spec?.transform)) {
+  if (!entry && !o.skipInvalid && jobs.some((j) => j.spec?.schema || uniqueSets(j).length > 0 || j.spec?.transform)) {
     await validateAll(source, jobs, o);
   }
 
@@ -440,6 +476,9 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
           // Each collection's mode and match key, so a resume does not depend on the profile then.
           conflicts: Object.fromEntries(jobs.map((j) => [j.source.name, j.conflict])),
           keys: Object.fromEntries(jobs.map((j) => [j.source.name, j.key])),
+          ...(jobs.some((j) => j.shape.name !== j.source.name)
+            ? { targets: Object.fromEntries(jobs.map((j) => [j.source.name, j.shape.name])) }
+            : {}),
           batchSize: o.batchSize,
           jobs: o.jobs,
           ...(o.allowLossy ? { allowLossy: true } : {}),
@@ -622,10 +661,11 @@ async function schedule(ctx: RunContext): Promise<void> {
   const { o, target } = ctx;
   const parallel = target && !o.dryRun && target.concurrentWrites === true ? o.jobs : 1;
   const position = new Map(ctx.jobs.map((j, i) => [j.source.name, i]));
-  const parentsOf = (j: Job): Job[] => {
+  const dependsOn = profileDependencies(o.dependsOn, o.collectionSpecs);
+  const parentJobs = (j: Job): Job[] => {
     const mine = position.get(j.source.name) ?? 0;
-    return (j.source.foreignKeys ?? [])
-      .map((fk) => position.get(fk.references.collection))
+    return parentsOf(j.source, dependsOn)
+      .map((name) => position.get(name))
       .filter((i): i is number => i !== undefined && i < mine)
       .map((i) => ctx.jobs[i] as Job);
   };
@@ -644,7 +684,7 @@ async function schedule(ctx: RunContext): Promise<void> {
   const startReady = async (): Promise<void> => {
     for (const j of ctx.jobs) {
       if (started.has(j) || ctx.halt) continue;
-      if (!parentsOf(j).every((p) => p.progress.done)) continue;
+      if (!parentJobs(j).every((p) => p.progress.done)) continue;
       started.add(j);
       if (j.progress.done) continue;
       await startCollection(ctx, j, parallel);
@@ -709,7 +749,7 @@ async function startCollection(ctx: RunContext, j: Job, parallel: number): Promi
   j.startedAt = Date.now();
   j.doneAtStart = processed(j.progress);
   if (target && !o.dryRun) {
-    const prepared = await target.prepare(j.source);
+    const prepared = await target.prepare(j.shape);
     j.target = prepared.schema;
     if (prepared.created) j.progress.targetCreated = true;
   }
@@ -731,7 +771,7 @@ async function startCollection(ctx: RunContext, j: Job, parallel: number): Promi
 async function endCollection(ctx: RunContext, j: Job): Promise<void> {
   const { target, o, entry } = ctx;
   // A collection this run created gets the source's indexes; an existing one is left as it was.
-  if (target && !o.dryRun) await target.finish(j.progress.targetCreated ? j.source : j.target);
+  if (target && !o.dryRun) await target.finish(j.progress.targetCreated ? j.shape : j.target);
   sumRanges(j.progress);
   j.progress.done = true;
   j.progress.seconds = (j.progress.seconds ?? 0) + (Date.now() - (j.startedAt ?? Date.now())) / 1000;
@@ -802,6 +842,89 @@ export async function selectCollections(
     );
   }
   return all.filter((s) => tables.includes(s.name));
+}
+
+/**
+ * The profile's `dependsOn` as {@link dependencyOrder} takes it: for a selected collection, the
+ * names (as selected: a profile collection's, or the table its spec names) of those it comes after.
+ */
+export function profileDependencies(
+  dependsOn: Record<string, string[]> | undefined,
+  specs: Record<string, CollectionSpec> | undefined,
+): (s: CollectionSchema) => string[] {
+  if (!dependsOn || Object.keys(dependsOn).length === 0) return () => [];
+  const profileName = (name: string): string =>
+    specs?.[name] ? name : (Object.entries(specs ?? {}).find(([, sp]) => sp.table === name)?.[0] ?? name);
+  const byProfileName = new Map<string, string[]>();
+  for (const [k, v] of Object.entries(dependsOn)) byProfileName.set(profileName(k), v);
+  return (s) =>
+    (byProfileName.get(profileName(s.name)) ?? []).flatMap((d) => {
+      const table = specs?.[d]?.table;
+      return table !== undefined && table !== d ? [d, table] : [d];
+    });
+}
+
+/**
+ * Each selected collection as the target is to create it, by the source's name: renamed as
+ * the profile's `rename` says (or `saved`, a resumed run's names), with the profile's `key`
+ * as its primary key where the source declares none.
+ *
+ * @throws FerryError `E_CONFIG` when a profile key is not among the collection's fields or
+ * contradicts the source's primary key, or two collections would get one target name.
+ */
+export function targetShapes(
+  selected: readonly CollectionSchema[],
+  specs: Record<string, CollectionSpec> | undefined,
+  saved?: Record<string, string>,
+): Map<string, CollectionSchema> {
+  const names = new Map(selected.map((s) => [s.name, saved?.[s.name] ?? specOf(s.name, specs)?.rename ?? s.name]));
+  const out = new Map<string, CollectionSchema>();
+  const taken = new Map<string, string>();
+  for (const s of selected) {
+    const spec = specOf(s.name, specs);
+    const name = names.get(s.name) ?? s.name;
+    const other = taken.get(name);
+    if (other !== undefined) {
+      throw new FerryError(
+        "E_CONFIG",
+        `${other} and ${s.name} would both be written to ${name} at the target: change the profile's rename`,
+      );
+    }
+    taken.set(name, s.name);
+    let primaryKey = s.primaryKey;
+    const key = spec?.key;
+    if (key) {
+      const lacking = key.filter((k) => !s.fields.some((f) => f.name === k));
+      if (lacking.length > 0) {
+        throw new FerryError(
+          "E_CONFIG",
+          `the profile's key of ${s.name} (${key.join(", ")}) is not among its fields: ${s.fields.map((f) => f.name).join(", ")}`,
+        );
+      }
+      if (s.primaryKey.length === 0) primaryKey = key;
+      else if (s.primaryKey.join("\0") !== key.join("\0")) {
+        throw new FerryError(
+          "E_CONFIG",
+          `the profile's key of ${s.name} is ${key.join(", ")} but its primary key at the source is ${s.primaryKey.join(", ")}: fix the profile (naturalKey matches records on other fields)`,
+        );
+      }
+    }
+    const foreignKeys = s.foreignKeys?.map((fk) => {
+      const parent = names.get(fk.references.collection);
+      return parent === undefined || parent === fk.references.collection
+        ? fk
+        : { ...fk, references: { ...fk.references, collection: parent } };
+    });
+    const changed =
+      name !== s.name ||
+      primaryKey !== s.primaryKey ||
+      foreignKeys?.some((fk, i) => fk !== s.foreignKeys?.[i]) === true;
+    if (!changed) continue;
+    // The source's own DDL names the old table and keys: the target builds from the fields.
+    const { native: _native, ...rest } = s;
+    out.set(s.name, { ...rest, name, primaryKey, ...(foreignKeys ? { foreignKeys } : {}) });
+  }
+  return out;
 }
 
 /** The profile's spec of a selected collection: by its name, or by the table it names. */
@@ -968,36 +1091,15 @@ async function validateAll(source: Connector, jobs: Job[], o: RunOptions): Promi
   const found: { collection: string; key: string; reason: string }[] = [];
   let count = 0;
   for (const j of jobs) {
-    if (!j.spec?.schema && !j.spec?.naturalKey && !j.spec?.transform) continue;
-    const natural = j.spec.naturalKey;
+    if (!j.spec?.schema && uniqueSets(j).length === 0 && !j.spec?.transform) continue;
     const seen = new Map<string, string>();
     for await (const batch of source.read(j.source, { batchSize: o.batchSize })) {
       throwIfAborted(o.signal);
       const prepared = await prepareRecords(j, batch.records);
       const problems = prepared.invalid.map((p) => ({ collection: j.source.name, ...p }));
-      if (natural) {
-        for (const r of prepared.records) {
-          const id = JSON.stringify(natural.map((f) => encodeValue(r[f] ?? null)));
-          const key = describeKey(j.key, keyOf(r, j.key));
-          const first = seen.get(id);
-          if (first === undefined) seen.set(id, key);
-          else {
-            problems.push({
-              collection: j.source.name,
-              key,
-              reason:
-                first === key
-                  ? `${describeKey(
-                      natural,
-                      natural.map((f) => r[f] ?? null),
-                    )} appears more than once in the incoming data (a natural key is unique)`
-                  : `${describeKey(
-                      natural,
-                      natural.map((f) => r[f] ?? null),
-                    )} is also the natural key of ${first}`,
-            });
-          }
-        }
+      for (const r of prepared.records) {
+        const reason = duplicateOf(j, r, seen);
+        if (reason) problems.push({ collection: j.source.name, key: describeKey(j.key, keyOf(r, j.key)), reason });
       }
       count += problems.length;
       for (const p of problems) if (found.length < MAX_INVALID_LISTED) found.push(p);
@@ -1013,6 +1115,43 @@ async function validateAll(source: Connector, jobs: Job[], o: RunOptions): Promi
     `${count} record${count === 1 ? " is" : "s are"} invalid, nothing was written:\n${shown}${count > 10 ? `\n  … and ${count - 10} more` : ""}\n(fix them at the source, or pass --skip-invalid to write the valid ones)`,
     { details: { invalid: found, count } },
   );
+}
+
+/**
+ * The field sets whose values must be unique in the incoming data: the profile's natural key,
+ * and its `key` where the source does not enforce one (no primary key there).
+ */
+function uniqueSets(j: Job): string[][] {
+  const out: string[][] = [];
+  if (j.spec?.naturalKey) out.push(j.spec.naturalKey);
+  if (j.spec?.key && j.source.primaryKey.length === 0) out.push(j.spec.key);
+  return out;
+}
+
+/**
+ * Why `r` is a duplicate of a record already in `seen` (for one of the job's unique field
+ * sets), or undefined (then `r` is recorded there as the first with its values).
+ */
+function duplicateOf(j: Job, r: Row, seen: Map<string, string>): string | undefined {
+  const key = describeKey(j.key, keyOf(r, j.key));
+  for (const fields of uniqueSets(j)) {
+    const values = fields.map((f) => r[f] ?? null);
+    const id = JSON.stringify([fields, values.map((v) => encodeValue(v))]);
+    const first = seen.get(id);
+    if (first === undefined) {
+      seen.set(id, key);
+      continue;
+    }
+    const what = fields === j.spec?.naturalKey ? "a natural key" : "the profile's key";
+    return redact(
+      first === key
+        ? `${describeKey(fields, values)} appears more than once in the incoming data (${what} is unique)`
+        : `${describeKey(fields, values)} is also the ${what === "a natural key" ? "natural key" : "key"} of ${first} (${what} is unique)`,
+      j,
+      r,
+    );
+  }
+  return undefined;
 }
 
 /** One range of a job, with how its progress is reported and made durable. */
@@ -1031,8 +1170,9 @@ interface RangePart {
  * rule they apply (it refuses the batch; the record path then names the record).
  */
 function bulkAllowed(target: Connector, j: Job): boolean {
-  // Records a profile transforms or validates go one by one.
-  if (j.spec?.schema || j.spec?.transform) return false;
+  // Records a profile transforms or validates go one by one; so do renamed or re-keyed
+  // collections (a bulk path writes the source's collection as it is).
+  if (j.spec?.schema || j.spec?.transform || j.shape !== j.source) return false;
   if (j.checks.length === 0) return true;
   const enforced = hasBulkTransfer(target) ? target.enforces : undefined;
   return enforced !== undefined && j.checks.every(([, c]) => c.rules.every((r) => enforced.has(r)));
@@ -1061,6 +1201,15 @@ async function recordCopy(
   for await (const batch of source.read(j.source, { batchSize: o.batchSize, ...boundsOf(range) })) {
     if (throwIfStopped(ctx)) return "stopped";
     const prepared = await prepareRecords(j, batch.records);
+    if (o.skipInvalid && uniqueSets(j).length > 0) {
+      j.unique ??= new Map();
+      const unique = j.unique;
+      prepared.records = prepared.records.filter((r) => {
+        const reason = duplicateOf(j, r, unique);
+        if (reason) prepared.invalid.push({ key: redact(describeKey(j.key, keyOf(r, j.key)), j, r), reason });
+        return reason === undefined;
+      });
+    }
     const decided = await decide(target, j, prepared.records, j.conflict, generated);
     decided.refused.push(...prepared.invalid);
     const delta = emptyStats();

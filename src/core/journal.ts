@@ -79,6 +79,8 @@ export interface RunEntry {
     conflicts?: Record<string, ConflictMode>;
     /** Each collection's match key (`--key`, the profile's natural key, or the primary key). */
     keys?: Record<string, string[]>;
+    /** Each collection's name at the target, when the profile renames some. */
+    targets?: Record<string, string>;
     batchSize: number;
     /** Parallel jobs. Default 1 (entries written before `--jobs` existed). */
     jobs?: number;

@@ -1,9 +1,9 @@
 /** `plan`: the type plan of a copy, without copying (what `ferry plan` prints). */
 import type { CollectionSpec, Connector } from "./connector.js";
 import type { CopyOptions } from "./copy.js";
-import { checkTarget, openTarget, selectCollections, typePlan } from "./copy.js";
+import { checkTarget, openTarget, selectCollections, targetShapes, typePlan } from "./copy.js";
 import { openConnector } from "./registry.js";
-import { dependencyOrder } from "./schema.js";
+import { type CollectionSchema, dependencyOrder } from "./schema.js";
 import type { TypePlan } from "./type-plan.js";
 
 /** Options of {@link plan}. */
@@ -39,7 +39,14 @@ export async function plan(options: PlanOptions): Promise<TypePlan> {
     const selected = dependencyOrder(
       await selectCollections(source, all, options.collections, options.collectionSpecs),
     );
-    const existing = target ? new Map((await target.discover()).map((s) => [s.name, s])) : new Map();
+    const found = target ? new Map((await target.discover()).map((s) => [s.name, s])) : new Map();
+    // The target's collections by the source's names (the profile may rename them).
+    const shapes = targetShapes(selected, options.collectionSpecs);
+    const existing = new Map<string, CollectionSchema>();
+    for (const s of selected) {
+      const t = found.get(shapes.get(s.name)?.name ?? s.name);
+      if (t) existing.set(s.name, t);
+    }
     return typePlan(source, target, selected, existing, options.to);
   } finally {
     await source.close().catch(() => {});

@@ -108,9 +108,13 @@ export interface CollectionSchema {
 
 /**
  * Orders collections so that every collection comes after those it references (parents
- * before children). Self-references are ignored; cycles keep their input order.
+ * before children), and after those `dependsOn` names for it (dependencies the instance does
+ * not declare, such as the profile's). Self-references are ignored; cycles keep their input order.
  */
-export function dependencyOrder(schemas: readonly CollectionSchema[]): CollectionSchema[] {
+export function dependencyOrder(
+  schemas: readonly CollectionSchema[],
+  dependsOn: (s: CollectionSchema) => readonly string[] = () => [],
+): CollectionSchema[] {
   const byName = new Map(schemas.map((s) => [s.name, s]));
   const out: CollectionSchema[] = [];
   const state = new Map<string, "visiting" | "done">();
@@ -118,8 +122,8 @@ export function dependencyOrder(schemas: readonly CollectionSchema[]): Collectio
     const st = state.get(s.name);
     if (st === "done" || st === "visiting") return;
     state.set(s.name, "visiting");
-    for (const fk of s.foreignKeys ?? []) {
-      const parent = byName.get(fk.references.collection);
+    for (const name of parentsOf(s, dependsOn)) {
+      const parent = byName.get(name);
       if (parent && parent.name !== s.name) visit(parent);
     }
     state.set(s.name, "done");
@@ -127,4 +131,9 @@ export function dependencyOrder(schemas: readonly CollectionSchema[]): Collectio
   };
   for (const s of schemas) visit(s);
   return out;
+}
+
+/** The collections `s` comes after: those its foreign keys reference, then `dependsOn`'s. */
+export function parentsOf(s: CollectionSchema, dependsOn: (s: CollectionSchema) => readonly string[]): string[] {
+  return [...(s.foreignKeys ?? []).map((fk) => fk.references.collection), ...dependsOn(s)];
 }

@@ -24,7 +24,10 @@ export interface CollectionConfig {
   exclude?: string[];
   /** The table (SQL) or array (JSON file) holding it, when its name there is not the collection's. */
   table?: string;
-  /** Primary key field(s); default: the instance's own. */
+  /**
+   * The collection's identity where the instance declares none (a file, a table without a
+   * primary key): matched on, made the created table's primary key, checked unique.
+   */
   key?: string | string[];
   /** Field(s) that identify a record across instances (merge and skip match on them). */
   naturalKey?: string | string[];
@@ -36,9 +39,13 @@ export interface CollectionConfig {
   conflict?: ConflictMode;
   /** `false`: the collection never leaves its instance (copies and exports skip it). Default true. */
   export?: boolean;
-  /** The target collection's name, when it differs. */
+  /** The collection's name at the target, when it differs (foreign keys follow it). */
   rename?: string;
-  /** Changes a record on its way (return it, a new one, or null to drop it); runs before validation. */
+  /**
+   * Changes a record on its way (return it, a new one, or null to drop it); runs before
+   * validation. Must be deterministic: on a validated collection it runs in the checking pass
+   * and again when writing.
+   */
   transform?: (record: Row, ctx: TransformContext) => Row | null | Promise<Row | null>;
 }
 
@@ -51,7 +58,7 @@ export interface FerryConfig {
    */
   instances?: Record<string, string>;
   collections?: Record<string, CollectionConfig>;
-  /** Dependencies the instances do not declare: collection → collections copied before it. */
+  /** Dependencies the instances do not declare: collection → collections copied before it (no cycles). */
   dependsOn?: Record<string, string[]>;
 }
 
@@ -74,6 +81,8 @@ export function specsOf(config: FerryConfig): Record<string, CollectionSpec> {
       ...(c.match === undefined ? {} : { match: [c.match].flat() }),
       ...(c.exclude === undefined ? {} : { exclude: c.exclude }),
       ...(c.table === undefined ? {} : { table: c.table }),
+      ...(c.key === undefined ? {} : { key: [c.key].flat() }),
+      ...(c.rename === undefined ? {} : { rename: c.rename }),
       ...(c.conflict === undefined ? {} : { conflict: c.conflict }),
       ...(c.export === undefined ? {} : { export: c.export }),
       ...(c.schema === undefined ? {} : { schema: c.schema }),

@@ -4,7 +4,7 @@ import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { tempDir } from "../../test/helpers.js";
 import { isFerryError } from "../core/errors.js";
-import { interpolate, loadProfile } from "./load-profile.js";
+import { anchorPath, interpolate, loadProfile } from "./load-profile.js";
 
 const tmp = tempDir();
 let n = 0;
@@ -66,7 +66,7 @@ describe("loadProfile", () => {
       "ferry.config.json": JSON.stringify({ instances: { local: "sqlite:./app.db" } }),
       "other.mjs": `export default { instances: { x: "redis://localhost:6379/2" } };`,
     });
-    expect((await loadProfile({ cwd: dir }))?.config.instances).toEqual({ local: "sqlite:./app.db" });
+    expect((await loadProfile({ cwd: dir }))?.config.instances).toEqual({ local: `sqlite:${join(dir, "app.db")}` });
     expect((await loadProfile({ cwd: dir, config: "other.mjs" }))?.config.instances).toEqual({
       x: "redis://localhost:6379/2",
     });
@@ -143,5 +143,29 @@ describe("interpolate", () => {
         },
       ),
     );
+  });
+});
+
+describe("anchorPath", () => {
+  it("makes relative file paths relative to the profile's directory and leaves every other URL alone", () => {
+    const dir = "/srv/app";
+    expect(anchorPath("./export.json", dir)).toBe("/srv/app/export.json");
+    expect(anchorPath("backup/", dir)).toBe("/srv/app/backup/");
+    expect(anchorPath("../shared/data.ndjson", dir)).toBe("/srv/shared/data.ndjson");
+    expect(anchorPath("sqlite:./app.db", dir)).toBe("sqlite:/srv/app/app.db");
+    expect(anchorPath("sqlite:app.db", dir)).toBe("sqlite:/srv/app/app.db");
+    expect(anchorPath("file:./x.json", dir)).toBe("file:/srv/app/x.json");
+    for (const same of [
+      "/abs/x.json",
+      "sqlite:/abs/app.db",
+      "sqlite::memory:",
+      "sqlite:///abs/app.db",
+      "file:///abs/x.json",
+      "postgres://u:p@h:5432/db",
+      "redis://h:6379/0",
+      "mysql://root@127.0.0.1/shop",
+    ]) {
+      expect(anchorPath(same, dir)).toBe(same);
+    }
   });
 });

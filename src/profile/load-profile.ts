@@ -5,7 +5,7 @@
  * `path: message`; instance URLs read the environment (`${VAR}`, `${VAR:-default}`).
  */
 import { existsSync, readFileSync } from "node:fs";
-import { isAbsolute, relative, resolve } from "node:path";
+import { dirname, isAbsolute, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createJiti } from "jiti";
 import { z } from "zod";
@@ -102,6 +102,7 @@ export async function loadProfile(options: LoadProfileOptions = {}): Promise<Pro
   const checked = profileShape.safeParse(raw);
   const problems = checked.success ? [] : checked.error.issues.flatMap(describeIssue);
   const config = (checked.success ? checked.data : raw) as FerryConfig;
+  if (checked.success) problems.push(...dependencyCycles(config.dependsOn ?? {}));
   const instances: Record<string, string> = {};
   const unresolved: Record<string, string[]> = {};
   const envProblems: string[] = [];
@@ -110,7 +111,7 @@ export async function loadProfile(options: LoadProfileOptions = {}): Promise<Pro
     const filled = interpolate(url, options.env ?? process.env);
     if (filled.missing.length > 0) unresolved[name] = filled.missing;
     envProblems.push(...filled.missing.map((v) => unsetProblem(name, v)));
-    instances[name] = filled.text;
+    instances[name] = anchorPath(filled.text, dirname(path));
   }
   // A broken profile is refused with every problem; an unset variable alone only stops the
   // commands that use its instance (see `instanceUrl`) and `ferry check`.
@@ -125,6 +126,46 @@ export async function loadProfile(options: LoadProfileOptions = {}): Promise<Pro
     );
   }
   return { path, config: { ...config, ...(config.instances ? { instances } : {}) }, unresolved };
+}
+
+/**
+ * An instance URL whose file path is relative, made relative to `dir` (the profile's
+ * directory), so a profile means the same files from any working directory: bare paths
+ * (`./export.json`, `./backup/`), `sqlite:PATH` and `file:PATH`. Other URLs are returned as they are.
+ */
+export function anchorPath(url: string, dir: string): string {
+  const scheme = /^([a-z][a-z0-9+.-]+):/i.exec(url)?.[1]?.toLowerCase();
+  const anchor = (prefix: string, path: string): string => {
+    if (path === "" || isAbsolute(path) || path.startsWith("//") || path === ":memory:") return url;
+    const trailing = /[/\\]$/.test(path) ? "/" : "";
+    return `${prefix}${resolve(dir, path)}${trailing}`;
+  };
+  if (scheme === undefined) return anchor("", url);
+  if (scheme === "sqlite" || scheme === "file")
+    return anchor(url.slice(0, scheme.length + 1), url.slice(scheme.length + 1));
+  return url;
+}
+
+/** `dependsOn.x: x → y → x is a cycle` for each cycle of the profile's dependencies. */
+function dependencyCycles(dependsOn: Record<string, string[]>): string[] {
+  const out: string[] = [];
+  const state = new Map<string, "visiting" | "done">();
+  const stack: string[] = [];
+  const visit = (n: string): void => {
+    if (state.get(n) === "done") return;
+    if (state.get(n) === "visiting") {
+      const cycle = [...stack.slice(stack.indexOf(n)), n];
+      out.push(`dependsOn.${n}: ${cycle.join(" → ")} is a cycle (a collection cannot be copied after itself)`);
+      return;
+    }
+    state.set(n, "visiting");
+    stack.push(n);
+    for (const d of dependsOn[n] ?? []) visit(d);
+    stack.pop();
+    state.set(n, "done");
+  };
+  for (const n of Object.keys(dependsOn)) visit(n);
+  return out;
 }
 
 /** The `path: message` of an instance's unset environment variable. */
