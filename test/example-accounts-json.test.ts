@@ -44,7 +44,9 @@ describe("examples/accounts-json", () => {
     expect(merged.schema_version).toBe("1.0.0");
     expect(merged.accounts.map((a) => a.email)).toEqual(["alice@example.com", "bob@example.com", "carol@example.com"]);
     expect(merged.accounts[0]).toEqual(installed.accounts[0]); // alice: kept
-    expect(merged.accounts[1]).toEqual(exported.accounts[0]); // bob: the imported one
+    // bob: the imported one, matched although its domain is spelled Example.COM (stored lowercased).
+    expect(exported.accounts[0]?.email).toBe("bob@Example.COM");
+    expect(merged.accounts[1]).toEqual({ ...exported.accounts[0], email: "bob@example.com" });
     expect(merged.accounts[2]).toEqual(exported.accounts[1]); // carol: added
 
     const after = readFileSync(join(DIR, "accounts.json"));
@@ -54,6 +56,7 @@ describe("examples/accounts-json", () => {
     expect(bad.stderr).toMatch(
       /accounts email="dave\(at\)example\.com": id: must be a lowercase UUID v4; email: must be an email address; access_token: must be three non-empty parts separated by dots/,
     );
+    // carol@example.com and carol@EXAMPLE.com are one address.
     expect(bad.stderr).toMatch(/email="carol@example\.com" appears more than once in the incoming data/);
     expect(readFileSync(join(DIR, "accounts.json")).equals(after)).toBe(true);
 
