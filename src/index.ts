@@ -4,6 +4,12 @@
  */
 import "./connectors/index.js";
 
+export {
+  type CollectionListing,
+  type CollectionsList,
+  type ListCollectionsOptions,
+  listCollections,
+} from "./core/collections.js";
 export type {
   Checkpoint,
   CollectionSpec,

@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import "../connectors/index.js";
+import { listCollections } from "../core/collections.js";
 import { copy, DEFAULT_BATCH_SIZE, DEFAULT_BULK_BATCH_SIZE, defaultJobs } from "../core/copy.js";
 import { exitCodeFor, FerryError, isFerryError } from "../core/errors.js";
 import type { FerryEvent } from "../core/events.js";
@@ -16,7 +17,7 @@ import { specsOf } from "../profile/define-config.js";
 import { checkInstances, instanceUrl } from "../profile/instances.js";
 import { loadProfile, PROFILE_FILES, type Profile, unsetProblem } from "../profile/load-profile.js";
 import { askToConfirm, requireConfirmable } from "./prompt.js";
-import { formatDuration, HumanRenderer, planTable } from "./render.js";
+import { collectionsTable, formatDuration, HumanRenderer, planTable } from "./render.js";
 
 const INSTANCES_HELP = `
 Instances are URLs:
@@ -303,6 +304,46 @@ Example:
         else process.stdout.write(`${planTable(p, true)}\n`);
       },
     );
+
+  p.command("collections")
+    .description("list an instance's collections with record counts and sizes, as the profile declares them")
+    .requiredOption("--from <url>", "the instance (a URL or a profile instance's name)")
+    .option("--schema <name>", "PostgreSQL schema for URLs without ?schema= (default public)")
+    .option("--json", "the list as one JSON document on stdout")
+    .addHelpText(
+      "after",
+      `
+The profile's collections come first, in its order (those marked export: false too, with
+their counts), then the instance's other collections: those a copy of everything takes
+beside the profile's (for Redis, the keys no profile collection holds).
+
+  records  records (Redis: keys); "-" when the collection is not at the instance
+  size     bytes at the instance: a table with its indexes (PostgreSQL, MySQL/MariaDB: InnoDB's
+           estimate, SQLite: its pages), a file (NDJSON; a .json document: its array's text),
+           Redis: memory (MEMORY USAGE summed); "?" when the engine cannot tell cheaply
+  where    the table or file, or the Redis globs (!glob: excluded)
+  marks    secret: the profile's secret fields · never exported (export: false) ·
+           not at this instance · not in the profile
+
+Examples:
+  ferry collections --from sqlite:./app.db
+  ferry collections --from prod            # a profile instance: its collections, secrets and never-exported ones
+  ferry collections --from redis://127.0.0.1:6379/0 --json`,
+    )
+    .action(async (flags: { from: string; schema?: string; json?: boolean }, cmd: Command) => {
+      const list = await listCollections({
+        from: await urlOf(flags.from, cmd, flags.schema),
+        ...(await specsFor(cmd)),
+      });
+      if (flags.json) {
+        json({
+          type: "collections",
+          instance: list.instance,
+          engine: list.engine,
+          collections: list.collections.map((c) => ({ ...c, records: c.records ?? null, bytes: c.bytes ?? null })),
+        });
+      } else process.stdout.write(`${collectionsTable(list)}\n`);
+    });
 
   p.command("history")
     .description("list the runs recorded in an instance's journal, newest first")

@@ -2,6 +2,7 @@
  * Renders core events for people (stderr: live progress lines, a summary table) or for
  * machines (`--json`: one event per line on stdout).
  */
+import type { CollectionsList } from "../core/collections.js";
 import type { FerryEvent, ProgressEvent, RunEndEvent } from "../core/events.js";
 import { type CollectionStats, processed } from "../core/journal.js";
 import { type MappingLevel, planLevel, type TypePlan } from "../core/type-plan.js";
@@ -167,4 +168,53 @@ export function planTable(plan: TypePlan, all: boolean): string {
   const legend =
     "checked: values that do not fit are refused by name · LOSSY: values change (needs --allow-lossy) · MISSING: the target lacks the field";
   return rows.length === 0 ? head : [head, fmt(heads), ...rows.map(fmt), legend].join("\n");
+}
+
+/** Bytes in binary units: `512 B`, `8.0 KB`, `1.5 MB`, `2.3 GB`. */
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ["KB", "MB", "GB", "TB", "PB"];
+  let v = bytes / 1024;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${v.toFixed(1)} ${units[u]}`;
+}
+
+/**
+ * The collections of an instance as an aligned table: name, records, size, where, and marks
+ * (secret fields, never exported, not at the instance, not in the profile).
+ */
+export function collectionsTable(list: CollectionsList): string {
+  const profiled = list.collections.some((c) => c.declared);
+  const rows = list.collections.map((c) => {
+    const marks: string[] = [];
+    if (c.secret.length > 0) marks.push(`secret: ${c.secret.join(", ")}`);
+    if (!c.exported) marks.push("never exported");
+    if (c.note !== undefined) marks.push(c.note);
+    if (profiled && !c.declared) marks.push("not in the profile");
+    const absent = c.note !== undefined && c.records === undefined;
+    return [
+      c.name,
+      c.records === undefined ? (absent ? "-" : "?") : num.format(c.records),
+      c.bytes === undefined ? (absent ? "-" : "?") : formatBytes(c.bytes),
+      c.where,
+      marks.join("; "),
+    ];
+  });
+  const heads = ["collection", "records", "size", "where", ""];
+  const widths = heads.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const right = new Set([1, 2]);
+  const fmt = (r: string[]) =>
+    r
+      .map((c, i) => (right.has(i) ? c.padStart(widths[i] ?? 0) : c.padEnd(widths[i] ?? 0)))
+      .join("  ")
+      .trimEnd();
+  const records = list.collections.reduce((n, c) => n + (c.records ?? 0), 0);
+  const bytes = list.collections.reduce((n, c) => n + (c.bytes ?? 0), 0);
+  const n = list.collections.length;
+  const head = `${n} collection${n === 1 ? "" : "s"} at ${list.instance} (${list.engine}): ${num.format(records)} records, ${formatBytes(bytes)}`;
+  return n === 0 ? head : [head, fmt(heads), ...rows.map(fmt)].join("\n");
 }

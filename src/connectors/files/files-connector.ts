@@ -31,6 +31,7 @@ import { AppendFile, sizeOf } from "./append-file.js";
 import { fsyncDir, readTextIfExists, removeDurably, writeFileAtomic } from "./atomic-file.js";
 import { INFER_SAMPLE, inferSchema } from "./infer-schema.js";
 import {
+  arrayBytes,
   collectionsOf,
   decodeRecords,
   type JsonDocument,
@@ -288,6 +289,19 @@ export class FilesConnector implements Connector {
     }
     const target = this.jsonTargets.get(collection.name);
     return (target?.table ?? (await this.readTable(collection.name))).rows.length;
+  }
+
+  /**
+   * Bytes of the collection's own file: its `.ndjson` (or `.jsonl`) file in a directory, the
+   * file itself for a single-collection file (0 when it does not exist yet). In a `.json`
+   * document, the UTF-8 bytes of the collection's array as the document's text holds it
+   * (the whole file for a document that is one array); undefined for a collection only an
+   * unfinished run holds so far.
+   */
+  async size(collection: CollectionSchema): Promise<number | undefined> {
+    if (this.loc.layout !== "json") return (await sizeOf(this.storeFor(collection.name).dataPath)) ?? 0;
+    const doc = await this.loadJson();
+    return doc === undefined ? undefined : arrayBytes(doc, collection.name, this.baseName);
   }
 
   /**

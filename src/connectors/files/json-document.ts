@@ -154,6 +154,22 @@ function memberSpans(t: string): MemberSpan[] {
 }
 
 /**
+ * The UTF-8 bytes of collection `name`'s array in the document's text (from its `[` to its
+ * `]`), or of the whole text when the document is one array; undefined when the document
+ * holds no such array.
+ */
+export function arrayBytes(doc: JsonDocument, name: string, single: string): number | undefined {
+  if (Array.isArray(doc.value)) return name === single ? Buffer.byteLength(doc.text, "utf8") : undefined;
+  const value = (doc.value as Record<string, JsonValue>)[name];
+  if (!Array.isArray(value)) return undefined;
+  // With duplicate keys JSON.parse keeps the last one: so do we.
+  const span = memberSpans(doc.text)
+    .filter((s) => s.key === name)
+    .at(-1);
+  return span === undefined ? undefined : Buffer.byteLength(doc.text.slice(span.start, span.end), "utf8");
+}
+
+/**
  * The document's text with the given collections' arrays replaced (or added at the end of
  * the top-level object), everything else as it was. Without a document, a new object.
  */

@@ -308,6 +308,23 @@ export class MysqlConnector implements Connector, TextExport {
     return n;
   }
 
+  /**
+   * `DATA_LENGTH + INDEX_LENGTH` from `information_schema.TABLES`: the bytes the storage
+   * engine allocated for the rows and indexes. For InnoDB this is its estimate as of the
+   * table's last statistics update (whole 16 KB pages; `ANALYZE TABLE` refreshes it, and
+   * MySQL 8 may cache it for `information_schema_stats_expiry` seconds).
+   */
+  async size(collection: CollectionSchema): Promise<number | undefined> {
+    const info = await this.#requireTable(collection.name);
+    const rows = await this.#use((s) =>
+      s.rows<{ n: number | string | null }>(
+        `SELECT DATA_LENGTH + INDEX_LENGTH AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = ${sqlString(this.#location.database)} AND TABLE_NAME = ${sqlString(info.name)}`,
+      ),
+    );
+    const n = rows[0]?.n;
+    return n === null || n === undefined ? undefined : Number(n);
+  }
+
   #sessions(): SessionSource {
     const pool = this.#live();
     return {

@@ -541,6 +541,23 @@ export class PostgresConnector implements Connector, BulkTransfer {
     return n;
   }
 
+  /**
+   * Bytes on disk of the table with its indexes and TOAST data (`pg_total_relation_size`):
+   * the server's current figure, not the snapshot's (sizes are not transactional).
+   */
+  async size(collection: CollectionSchema): Promise<number | undefined> {
+    const info = await this.#requireTable(collection.name);
+    return this.#meta(async (c) => {
+      const r = await c.query<{ n: string | null }>("SELECT pg_total_relation_size($1::regclass)::text AS n", [
+        qualified(this.schema, info.name),
+      ]);
+      const n = r.rows[0]?.n;
+      return n === null || n === undefined ? undefined : Number(n);
+    }).catch((err: unknown) => {
+      throw this.#error(err, "read the table size", info.name);
+    });
+  }
+
   // -------------------------------------------------------------------------------------
   // Reading
 

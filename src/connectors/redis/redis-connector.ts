@@ -72,6 +72,8 @@ const PAGE = 1000;
 const BULK_KEYS = 2000;
 /** Keys above this size (MEMORY USAGE) skip DUMP/RESTORE and move in pages with typed commands. */
 const BULK_VALUE_BYTES = 8 * 1024 * 1024;
+/** Keys per pipelined round of MEMORY USAGE in {@link RedisConnector.size}. */
+const SIZE_KEYS = 1000;
 /** SCAN COUNT of discovery's pass over every key name. */
 const DISCOVER_SCAN_COUNT = 10_000;
 /** The largest SCAN COUNT (buckets visited per call, when a pattern matches few keys). */
@@ -514,6 +516,27 @@ export class RedisConnector implements Connector, BulkTransfer {
       n += batch.keys.filter((k) => !excluded(k, pattern)).length;
     }
     return n;
+  }
+
+  /**
+   * The memory the collection's keys take at the server: the sum of `MEMORY USAGE` over its
+   * keys (as {@link read} lists them), pipelined {@link SIZE_KEYS} keys at a time. Redis
+   * samples the elements of large aggregates, so a large hash or set's figure is an
+   * estimate. Undefined when the user may not run MEMORY USAGE (ACL).
+   */
+  async size(collection: CollectionSchema): Promise<number | undefined> {
+    const conn = await this.#respConnection();
+    let bytes = 0;
+    for await (const { keys } of this.#keyBatches(collection, undefined, SIZE_KEYS)) {
+      for (const reply of await this.#memoryUsage(conn, keys)) {
+        if (reply instanceof RespError) {
+          if (/NOPERM|unknown command|not allowed|disabled/i.test(reply.message)) return undefined;
+          throw connectionError(new Error(reply.message), this.displayUrl, this.#location, "read key sizes");
+        }
+        if (typeof reply === "number") bytes += reply; // null: gone since the SCAN
+      }
+    }
+    return bytes;
   }
 
   /**
@@ -982,12 +1005,7 @@ export class RedisConnector implements Connector, BulkTransfer {
       for (const key of keys) batch.items.push({ key, expiry: 0, payload: EMPTY });
       return batch;
     }
-    const w = new RespWriter();
-    for (const k of keys) {
-      w.head(MEMORY_USAGE);
-      w.arg(k);
-    }
-    const sizes = await this.#respSend(conn, w, "read key sizes");
+    const sizes = await this.#memoryUsage(conn, keys);
     const small: Buffer[] = [];
     for (let i = 0; i < keys.length; i++) {
       const size = sizes[i];
@@ -1000,6 +1018,7 @@ export class RedisConnector implements Connector, BulkTransfer {
     // expiry (their values are staged later, page by page). While the database holds no key
     // with an expiry, batches ask none: INFO in the same MULTI says whether that still held
     // when the batch was read, else the batch is read again with expiries.
+    const w = new RespWriter();
     const withTtl = this.#expiring;
     w.command(["MULTI"]);
     w.command(["INFO", "keyspace"]);
@@ -1062,6 +1081,19 @@ export class RedisConnector implements Connector, BulkTransfer {
       batch.large.push({ key, expiry });
     }
     return batch;
+  }
+
+  /**
+   * `MEMORY USAGE` of each of `keys`, pipelined in one round: bytes (a number), null for a
+   * key gone since the SCAN, or the server's refusal (a {@link RespError}) per key.
+   */
+  async #memoryUsage(conn: RespConnection, keys: Buffer[]): Promise<Reply[]> {
+    const w = new RespWriter();
+    for (const k of keys) {
+      w.head(MEMORY_USAGE);
+      w.arg(k);
+    }
+    return this.#respSend(conn, w, "read key sizes");
   }
 
   /** A batch the source refused: on a permission error (no DUMP or MEMORY for this user), typed commands from now on. */

@@ -159,6 +159,8 @@ export class SqliteConnector implements Connector, BulkTransfer {
   #checkpointUpsert: Database.Statement | undefined;
   /** Path of the source attached for the bulk path, if any. */
   #attached: string | undefined;
+  /** Whether this SQLite has the `dbstat` virtual table (known after the first {@link size}). */
+  #dbstat: boolean | undefined;
 
   private constructor(url: string, options: ConnectorOptions) {
     const location = parseSqliteUrl(url);
@@ -377,6 +379,35 @@ export class SqliteConnector implements Connector, BulkTransfer {
       .pluck()
       .get() as bigint;
     return Number(n);
+  }
+
+  /**
+   * Bytes of the pages the table and its indexes take in the database file (the `dbstat`
+   * virtual table's `pgsize`, summed over each b-tree), or undefined when this SQLite was
+   * built without `dbstat` (better-sqlite3 builds it in).
+   */
+  async size(collection: CollectionSchema): Promise<number | undefined> {
+    const db = this.#readable() as Database.Database;
+    const info = this.#requireTable(db, collection.name);
+    if (this.#dbstat === undefined) {
+      try {
+        db.prepare("SELECT * FROM dbstat LIMIT 1").get();
+        this.#dbstat = true;
+      } catch {
+        this.#dbstat = false;
+      }
+    }
+    if (!this.#dbstat) return undefined;
+    // The table's b-tree and its indexes' (automatic ones too); a b-tree at a time, so
+    // dbstat walks only their pages.
+    const trees = db
+      .prepare("SELECT name FROM sqlite_master WHERE tbl_name = ? AND rootpage > 0")
+      .pluck()
+      .all(info.name) as string[];
+    const pages = db.prepare("SELECT sum(pgsize) FROM dbstat WHERE name = ? AND aggregate = TRUE").pluck();
+    let bytes = 0;
+    for (const tree of trees) bytes += Number((pages.get(tree) as bigint | null) ?? 0);
+    return bytes;
   }
 
   async *read(collection: CollectionSchema, options: ReadOptions): AsyncIterable<ReadBatch> {
