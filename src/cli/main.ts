@@ -2,6 +2,7 @@
  * The `ferry` command line: one command table; each action calls the library function of
  * the same name. This is the only module that sets the process exit code.
  */
+import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import "../connectors/index.js";
 import { listCollections } from "../core/collections.js";
@@ -13,11 +14,14 @@ import { type ConflictMode, processed, type RunEntry } from "../core/journal.js"
 import { plan } from "../core/plan.js";
 import { knownInstances } from "../core/registry.js";
 import { redactUrl } from "../core/url.js";
+import { type DecryptWith, isEncryptedFile } from "../package/encryption.js";
+import { COMPRESSIONS, type Compression, type Manifest } from "../package/format.js";
+import { type AppInfo, exportPackage, importPackage, inspectPackage, validatePackage } from "../package/package.js";
 import { specsOf } from "../profile/define-config.js";
 import { checkInstances, instanceUrl } from "../profile/instances.js";
 import { loadProfile, PROFILE_FILES, type Profile, unsetProblem } from "../profile/load-profile.js";
-import { askToConfirm, requireConfirmable } from "./prompt.js";
-import { collectionsTable, formatDuration, HumanRenderer, planTable } from "./render.js";
+import { askSecret, askToConfirm, canPrompt, requireConfirmable } from "./prompt.js";
+import { collectionsTable, formatBytes, formatDuration, HumanRenderer, planTable } from "./render.js";
 
 const INSTANCES_HELP = `
 Instances are URLs:
@@ -115,23 +119,8 @@ async function copyCommand(flags: CopyFlags, cmd: Command): Promise<number> {
   const from = await urlOf(flags.from, cmd, flags.schema);
   const to = await urlOf(flags.to, cmd, flags.schema);
   const collections = [...(flags.collections ?? []), ...(flags.types ?? [])];
-  const human = new HumanRenderer({ write: (t) => process.stderr.write(t), isTTY: Boolean(process.stderr.isTTY) });
-  const onEvent = (e: FerryEvent) => (flags.json ? json(e) : human.handle(e));
-
-  const controller = new AbortController();
-  let signals = 0;
-  const onSignal = () => {
-    signals++;
-    if (signals === 1) {
-      process.stderr.write("\nstopping after the batch in flight (Ctrl-C again to quit at once)…\n");
-      controller.abort();
-    } else {
-      process.exit(130);
-    }
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
-  try {
+  const onEvent = eventsTo(Boolean(flags.json));
+  return interruptible(async (signal) => {
     const result = await copy({
       from,
       to,
@@ -147,17 +136,129 @@ async function copyCommand(flags: CopyFlags, cmd: Command): Promise<number> {
       force: Boolean(flags.force),
       stopOnError: Boolean(flags.stopOnError),
       skipInvalid: Boolean(flags.skipInvalid),
-      signal: controller.signal,
+      signal,
       onEvent,
       ...(flags.yes ? {} : { confirm: askToConfirm }),
     });
     // A dry run of `fail` mode that finds existing keys answers as the real run would: 4.
     if (result.dryRun && flags.conflict === "fail" && !flags.skipInvalid && result.total.failed > 0) return 4;
     return result.status === "done" ? 0 : 1;
+  });
+}
+
+/** Events as NDJSON on stdout (`--json`), or as progress on stderr. */
+function eventsTo(asJson: boolean): (e: FerryEvent) => void {
+  const human = new HumanRenderer({ write: (t) => process.stderr.write(t), isTTY: Boolean(process.stderr.isTTY) });
+  return (e) => (asJson ? json(e) : human.handle(e));
+}
+
+/**
+ * Runs `fn` with a signal that the first Ctrl-C (or SIGTERM) aborts: the run stops after the
+ * batch in flight and can be resumed. A second Ctrl-C quits at once.
+ */
+async function interruptible<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  let signals = 0;
+  const onSignal = () => {
+    signals++;
+    if (signals === 1) {
+      process.stderr.write("\nstopping after the batch in flight (Ctrl-C again to quit at once)…\n");
+      controller.abort();
+    } else {
+      process.exit(130);
+    }
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  try {
+    return await fn(controller.signal);
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
   }
+}
+
+/** The passphrase: FERRY_PASSPHRASE, else asked on the terminal (twice when encrypting). */
+async function passphrase(purpose: "encrypt" | "decrypt", file: string): Promise<string> {
+  const fromEnv = process.env.FERRY_PASSPHRASE;
+  if (fromEnv !== undefined && fromEnv !== "") return fromEnv;
+  if (!canPrompt()) {
+    throw new FerryError(
+      "E_USAGE",
+      purpose === "encrypt"
+        ? "--encrypt needs a passphrase: set FERRY_PASSPHRASE (there is no terminal to ask on), or encrypt for --recipient age1…"
+        : `${file} is encrypted: set FERRY_PASSPHRASE, or give --identity FILE (or FERRY_IDENTITY) with its age key`,
+    );
+  }
+  const first = await askSecret(`passphrase for ${file}: `);
+  if (purpose === "decrypt") return first;
+  if (first.length === 0) throw new FerryError("E_USAGE", "an empty passphrase protects nothing: type one");
+  if ((await askSecret("again: ")) !== first)
+    throw new FerryError("E_USAGE", "the passphrases differ: nothing was written");
+  return first;
+}
+
+/** What opens the package `file`: --identity files (FERRY_IDENTITY), else the passphrase if it is encrypted. */
+async function keysFor(file: string, identities: string[] | undefined): Promise<DecryptWith> {
+  const ids = identities ?? (process.env.FERRY_IDENTITY ? [process.env.FERRY_IDENTITY] : []);
+  if (ids.length > 0) return { identityFiles: ids };
+  return isEncryptedFile(file) ? { passphrase: await passphrase("decrypt", file) } : {};
+}
+
+/** The profile's app, for a package's manifest and checks. */
+async function appOf(cmd: Command): Promise<{ app?: AppInfo }> {
+  const app = (await profileOf(cmd))?.config.app;
+  return app ? { app } : {};
+}
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+/** The age recipients of a recipients file (`age1…` lines; `#` comments). */
+function recipientsIn(file: string | undefined): string[] {
+  if (file === undefined) return [];
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new FerryError("E_CONFIG", `--recipient-file ${file}: ${(err as Error).message}`);
+  }
+  const out = text
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l !== "" && !l.startsWith("#"));
+  if (out.length === 0) throw new FerryError("E_CONFIG", `--recipient-file ${file} names no recipient (age1… lines)`);
+  return out;
+}
+
+/** A manifest in a few lines. */
+function manifestText(m: Manifest, file: string, bytes: number, encrypted: boolean): string {
+  const records = m.collections.reduce((n, c) => n + c.records, 0);
+  const lines = [
+    `${file}: Ferry package v${m.version}, ${formatBytes(bytes)}${encrypted ? ", encrypted (age)" : ""}, ${m.compression}; checksums and digest verified`,
+    `  app        ${m.app ? `${m.app.name}${m.app.version ? ` ${m.app.version}` : ""}` : "(none: exported without a profile)"}`,
+    `  source     ${m.source.url} (${m.source.engine}${m.source.version ? `, ${m.source.version}` : ""})`,
+    `  exported   ${m.createdAt} by ${m.exportedBy}`,
+  ];
+  if (m.description) lines.push(`  about      ${m.description}`);
+  lines.push(`  digest     sha256:${m.digest}`);
+  lines.push(`  ${m.collections.length} collection(s), ${records} record(s):`);
+  const width = Math.max(10, ...m.collections.map((c) => c.name.length));
+  for (const c of m.collections) {
+    lines.push(
+      `    ${c.name.padEnd(width)} ${String(c.records).padStart(10)} rec  ${formatBytes(c.bytes).padStart(9)}  key ${c.schema.primaryKey.join(",") || "(none)"}  sha256:${c.sha256.slice(0, 16)}…`,
+    );
+  }
+  const omittedFields = Object.entries(m.omitted.fields);
+  if (omittedFields.length > 0 || m.omitted.collections.length > 0) {
+    const parts = [
+      ...omittedFields.map(([c, f]) => `${c}.{${f.join(",")}}`),
+      ...m.omitted.collections.map((c) => `collection ${c}`),
+    ];
+    lines.push(`  left out   ${parts.join("; ")} (secret or never exported; --include-secrets keeps them)`);
+  }
+  return lines.join("\n");
 }
 
 function runLine(r: RunEntry): string {
@@ -344,6 +445,262 @@ Examples:
         });
       } else process.stdout.write(`${collectionsTable(list)}\n`);
     });
+
+  p.command("export")
+    .description("write an instance's collections to one .ferry package: checksummed, compressed, optionally encrypted")
+    .requiredOption("--from <url>", "the instance (a URL or a profile instance's name)")
+    .requiredOption("--output <file>", "the package to write, e.g. app.ferry (replaced only once complete)")
+    .option(
+      "--collections <names>",
+      "only these collections, comma-separated (default: all but export: false ones)",
+      list,
+    )
+    .option("--description <text>", "a note kept in the manifest")
+    .option("--include-secrets", "keep the profile's secret fields and export: false collections (left out by default)")
+    .addOption(new Option("--compression <kind>", "compression of the data").choices([...COMPRESSIONS]).default("zstd"))
+    .option("--encrypt", "encrypt with a passphrase (FERRY_PASSPHRASE, else asked on the terminal)")
+    .option("--recipient <age1…>", "encrypt for this age public key (repeatable)", collect)
+    .option("--recipient-file <file>", "encrypt for the age public keys in this file (one per line)")
+    .option("--schema <name>", "PostgreSQL schema for URLs without ?schema= (default public)")
+    .option("--json", "NDJSON events on stdout, then the manifest")
+    .addHelpText(
+      "after",
+      `
+A package is one tar file (tar tvf lists it): each collection's records as compressed NDJSON
+with their types, and a manifest last: format version, app and version (from the profile),
+source (no password), who, when, each collection's schema, count, bytes and SHA-256, and a
+digest of the whole. Encrypted packages are standard age files: age -d opens them.
+
+Left out unless --include-secrets: the profile's secret fields and export: false collections
+(the manifest says what was left out).
+
+Examples:
+  ferry export --from sqlite:./app.db --output app.ferry
+  ferry export --from prod --output prod-2026-11-21.ferry --description "before the 2.0 upgrade"
+  FERRY_PASSPHRASE=… ferry export --from prod --output prod.ferry --encrypt
+  ferry export --from prod --output prod.ferry --recipient age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p`,
+    )
+    .action(
+      async (
+        flags: {
+          from: string;
+          output: string;
+          collections?: string[];
+          description?: string;
+          includeSecrets?: boolean;
+          compression: Compression;
+          encrypt?: boolean;
+          recipient?: string[];
+          recipientFile?: string;
+          schema?: string;
+          json?: boolean;
+        },
+        cmd: Command,
+      ) => {
+        const recipients = [...(flags.recipient ?? []), ...recipientsIn(flags.recipientFile)];
+        if (flags.encrypt && recipients.length > 0) {
+          throw new FerryError("E_USAGE", "--encrypt (a passphrase) and --recipient: choose one way to encrypt");
+        }
+        const encryption = flags.encrypt
+          ? { passphrase: await passphrase("encrypt", flags.output) }
+          : recipients.length > 0
+            ? { recipients }
+            : undefined;
+        const from = await urlOf(flags.from, cmd, flags.schema);
+        const profile = await profileFor(cmd);
+        const app = await appOf(cmd);
+        const r = await interruptible((signal) =>
+          exportPackage({
+            from,
+            output: flags.output,
+            ...(flags.collections ? { collections: flags.collections } : {}),
+            ...profile,
+            ...app,
+            ...(flags.description ? { description: flags.description } : {}),
+            includeSecrets: Boolean(flags.includeSecrets),
+            compression: flags.compression,
+            ...(encryption ? { encryption } : {}),
+            signal,
+            onEvent: eventsTo(Boolean(flags.json)),
+          }),
+        );
+        if (flags.json) json({ type: "package", file: r.file, bytes: r.bytes, manifest: r.manifest });
+        else process.stderr.write(`${manifestText(r.manifest, r.file, r.bytes, encryption !== undefined)}\n`);
+      },
+    );
+
+  p.command("inspect")
+    .description("check a .ferry package and print its manifest")
+    .argument("<file>", "the package")
+    .option("--identity <file>", "an age identity file that opens an encrypted package (or FERRY_IDENTITY)", collect)
+    .option("--json", "the manifest as JSON on stdout")
+    .addHelpText(
+      "after",
+      `
+Every chunk's and collection's SHA-256, the record counts and the package digest are checked
+on the way (exit 3 naming each check that failed). An encrypted package is opened with
+FERRY_PASSPHRASE (or the prompt), or --identity.
+
+Example:
+  ferry inspect app.ferry`,
+    )
+    .action(async (file: string, flags: { identity?: string[]; json?: boolean }) => {
+      const r = await inspectPackage(file, await keysFor(file, flags.identity));
+      if (flags.json) json({ type: "package", file, bytes: r.bytes, encrypted: r.encrypted, manifest: r.manifest });
+      else process.stdout.write(`${manifestText(r.manifest, file, r.bytes, r.encrypted)}\n`);
+    });
+
+  p.command("validate")
+    .description("check a package whole, and preview what importing it into an instance would do")
+    .requiredOption("--input <file>", "the package")
+    .option("--against <url>", "an instance to preview the import into (nothing is written there)")
+    .option("--collections <names>", "only these collections, comma-separated", list)
+    .addOption(
+      new Option("--conflict <mode>", "the conflict mode the preview assumes")
+        .choices(["fail", "skip", "overwrite", "merge"])
+        .default("fail"),
+    )
+    .option("--key <fields>", "natural key to match records on, comma-separated", list)
+    .option("--identity <file>", "an age identity file that opens an encrypted package (or FERRY_IDENTITY)", collect)
+    .option("--schema <name>", "PostgreSQL schema for URLs without ?schema= (default public)")
+    .option("--json", "NDJSON events on stdout")
+    .addHelpText(
+      "after",
+      `
+Checks, all before anything is written anywhere: every chunk's and collection's SHA-256 and
+count, the package digest, the format version, the app name and major version against the
+profile's, and every record against the profile's schemas (and natural-key uniqueness).
+With --against: the type plan into that instance and, per collection, how many records an
+import would add, skip, overwrite, merge or refuse.
+
+Exit codes: 0 valid · 3 invalid (every problem listed) · 4 conflicts in fail mode (--against)
+
+Examples:
+  ferry validate --input app.ferry
+  ferry validate --input app.ferry --against qa --conflict skip`,
+    )
+    .action(
+      async (
+        flags: {
+          input: string;
+          against?: string;
+          collections?: string[];
+          conflict: ConflictMode;
+          key?: string[];
+          identity?: string[];
+          schema?: string;
+          json?: boolean;
+        },
+        cmd: Command,
+      ) => {
+        const r = await validatePackage({
+          input: flags.input,
+          keys: await keysFor(flags.input, flags.identity),
+          ...(flags.against ? { against: await urlOf(flags.against, cmd, flags.schema) } : {}),
+          ...(flags.collections ? { collections: flags.collections } : {}),
+          ...(await specsFor(cmd)),
+          ...(await appOf(cmd)),
+          conflict: flags.conflict,
+          ...(flags.key ? { key: flags.key } : {}),
+          onEvent: eventsTo(Boolean(flags.json)),
+        });
+        const records = r.manifest.collections.reduce((n, c) => n + c.records, 0);
+        if (!flags.json) {
+          process.stderr.write(
+            `${flags.input}: valid: ${r.manifest.collections.length} collection(s), ${records} record(s); checksums, digest${r.manifest.app ? ", app" : ""} and records checked\n`,
+          );
+        }
+        if (flags.against && flags.conflict === "fail" && r.preview.total.failed > 0) process.exitCode = 4;
+      },
+    );
+
+  p.command("import")
+    .description("import a .ferry package into an instance, checked whole before anything is written")
+    .requiredOption("--to <url>", "the instance (a URL or a profile instance's name)")
+    .requiredOption("--input <file>", "the package")
+    .option("--collections <names>", "only these collections, comma-separated", list)
+    .addOption(
+      new Option("--conflict <mode>", "when a record's key exists at the target")
+        .choices(["fail", "skip", "overwrite", "merge"])
+        .default("fail"),
+    )
+    .option("--key <fields>", "natural key to match records on, comma-separated (default: the primary key)", list)
+    .option("--dry-run", "count what would be added, skipped, overwritten, merged or refused; write nothing")
+    .option("-y, --yes", "do not ask for confirmation (required without a terminal)")
+    .option("--resume", "continue the target's interrupted import from its last checkpoint")
+    .option("--force", "start although the target has an unfinished run (it is marked abandoned)")
+    .option("--skip-invalid", "write the records that pass the profile's schemas and list the others")
+    .option("--stop-on-error", "stop at the first record the target refuses")
+    .option("--identity <file>", "an age identity file that opens an encrypted package (or FERRY_IDENTITY)", collect)
+    .option("--batch-size <n>", `records per batch and checkpoint (default ${DEFAULT_BATCH_SIZE})`, positiveInt)
+    .option("--schema <name>", "PostgreSQL schema for URLs without ?schema= (default public)")
+    .option("--json", "NDJSON events on stdout instead of progress on stderr")
+    .addHelpText(
+      "after",
+      `
+The whole package is checked first (checksums, digest, format version, app and major
+version, every record against the profile's schemas): a damaged, truncated, edited or
+foreign package is refused before anything is written. Collections are written parents
+first (foreign keys, and the profile's dependsOn); values keep their types.
+
+Conflict modes are copy's: fail (default; exit 4, nothing written), skip, overwrite, merge.
+
+Examples:
+  ferry import --to sqlite:./restored.db --input app.ferry --yes
+  ferry import --to qa --input prod.ferry --conflict skip --dry-run
+  FERRY_IDENTITY=~/.age/key.txt ferry import --to qa --input prod.ferry --conflict merge --yes`,
+    )
+    .action(
+      async (
+        flags: {
+          to: string;
+          input: string;
+          collections?: string[];
+          conflict: ConflictMode;
+          key?: string[];
+          dryRun?: boolean;
+          yes?: boolean;
+          resume?: boolean;
+          force?: boolean;
+          skipInvalid?: boolean;
+          stopOnError?: boolean;
+          identity?: string[];
+          batchSize?: number;
+          schema?: string;
+          json?: boolean;
+        },
+        cmd: Command,
+      ) => {
+        requireConfirmable(Boolean(flags.yes), Boolean(flags.dryRun));
+        const to = await urlOf(flags.to, cmd, flags.schema);
+        const keys = await keysFor(flags.input, flags.identity);
+        const profile = await profileFor(cmd);
+        const app = await appOf(cmd);
+        process.exitCode = await interruptible(async (signal) => {
+          const r = await importPackage({
+            input: flags.input,
+            to,
+            keys,
+            ...profile,
+            ...app,
+            ...(flags.collections ? { collections: flags.collections } : {}),
+            conflict: flags.conflict,
+            ...(flags.key ? { key: flags.key } : {}),
+            dryRun: Boolean(flags.dryRun),
+            resume: Boolean(flags.resume),
+            force: Boolean(flags.force),
+            skipInvalid: Boolean(flags.skipInvalid),
+            stopOnError: Boolean(flags.stopOnError),
+            ...(flags.batchSize ? { batchSize: flags.batchSize } : {}),
+            signal,
+            onEvent: eventsTo(Boolean(flags.json)),
+            ...(flags.yes ? {} : { confirm: askToConfirm }),
+          });
+          if (r.dryRun && flags.conflict === "fail" && !flags.skipInvalid && r.total.failed > 0) return 4;
+          return r.status === "done" ? 0 : 1;
+        });
+      },
+    );
 
   p.command("history")
     .description("list the runs recorded in an instance's journal, newest first")

@@ -43,3 +43,27 @@ export async function askToConfirm(plan: CopyPlan): Promise<boolean> {
     rl.close();
   }
 }
+
+/** Asks for a secret on the terminal without echoing it (a passphrase). */
+export async function askSecret(question: string): Promise<string> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
+  // Echo the question, not what is typed.
+  const muted = rl as unknown as { _writeToOutput: (s: string) => void };
+  let asked = false;
+  muted._writeToOutput = (s: string) => {
+    if (!asked) process.stderr.write(s);
+    asked = true;
+  };
+  try {
+    const answer = await rl.question(question);
+    process.stderr.write("\n");
+    return answer;
+  } catch (err) {
+    if ((err as { name?: string }).name === "AbortError") {
+      throw new FerryError("E_INTERRUPTED", "cancelled at the prompt: nothing was written");
+    }
+    throw err;
+  } finally {
+    rl.close();
+  }
+}

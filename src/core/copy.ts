@@ -206,7 +206,6 @@ export async function copy(options: CopyOptions): Promise<CopyResult> {
     throw new FerryError("E_USAGE", `jobs ${jobs}: use a whole number of at least 1`);
   }
   const dryRun = options.dryRun ?? false;
-  const emit: EventSink = options.onEvent ?? (() => {});
 
   const source = await openConnector(options.from, { write: false, readers: dryRun ? 1 : jobs });
   let target: Connector | undefined;
@@ -223,12 +222,42 @@ export async function copy(options: CopyOptions): Promise<CopyResult> {
       await target.close().catch(() => {});
       target = undefined;
     }
-    const bulkBatchSize = options.batchSize ?? DEFAULT_BULK_BATCH_SIZE;
-    return await run(source, target, { ...options, conflict, batchSize, bulkBatchSize, dryRun, emit, jobs });
+    return await copyBetween(source, target, options);
   } finally {
     await source.close().catch(() => {});
     await target?.close().catch(() => {});
   }
+}
+
+/**
+ * The data path between connectors the caller opened, checked and will close: how `export`
+ * (into a package) and `import` (from one) run the same pipeline as `copy`. `to` names the
+ * target for messages and type mapping; `command` is the run's kind in events and the journal.
+ */
+export async function copyBetween(
+  source: Connector,
+  target: Connector | undefined,
+  options: CopyOptions & { command?: string },
+): Promise<CopyResult> {
+  const conflict = options.conflict ?? "fail";
+  if (!CONFLICT_MODES.includes(conflict)) {
+    throw new FerryError("E_USAGE", `unknown conflict mode "${conflict}": use one of ${CONFLICT_MODES.join(", ")}`);
+  }
+  const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
+  const jobs = options.jobs ?? defaultJobs();
+  const dryRun = options.dryRun ?? false;
+  const emit: EventSink = options.onEvent ?? (() => {});
+  const bulkBatchSize = options.batchSize ?? DEFAULT_BULK_BATCH_SIZE;
+  return run(source, target, {
+    ...options,
+    command: options.command ?? "copy",
+    conflict,
+    batchSize,
+    bulkBatchSize,
+    dryRun,
+    emit,
+    jobs,
+  });
 }
 
 /**
@@ -261,6 +290,7 @@ function isMissing(err: unknown): boolean {
 }
 
 type RunOptions = CopyOptions & {
+  command: string;
   conflict: ConflictMode;
   batchSize: number;
   bulkBatchSize: number;
@@ -280,7 +310,7 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
   if (journal) {
     const unfinished = await journal.unfinished();
     if (o.resume) {
-      entry = unfinished.find((e) => e.command === "copy" && e.source === source.displayUrl);
+      entry = unfinished.find((e) => e.command === o.command && e.source === source.displayUrl);
       if (entry && !entry.collections[Object.keys(entry.collections)[0] ?? ""]?.ranges) entry = undefined;
       if (!entry) o.emit({ type: "notice", message: "nothing to resume at the target: starting a new copy" });
     }
@@ -462,7 +492,7 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
     ? { ...withoutEnd(entry), status: "running" }
     : {
         id: runId,
-        command: "copy",
+        command: o.command,
         source: source.displayUrl,
         target: target?.displayUrl ?? redactUrl(o.to),
         by: currentUser(),
@@ -492,7 +522,7 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
   o.emit({
     type: "run-start",
     runId,
-    command: "copy",
+    command: o.command,
     source: current.source,
     target: current.target,
     dryRun: o.dryRun,
@@ -572,9 +602,9 @@ export function typePlan(
   targetSchemas: Map<string, CollectionSchema>,
   targetUrl: string,
 ): TypePlan {
-  const factory = factoryFor(targetUrl);
   const mapField = mapperOf(target, targetUrl);
-  const engine = target?.engine ?? factory.engine ?? "unknown";
+  // No target (validating a package alone): the plan is the source's own types.
+  const engine = target?.engine ?? registered(targetUrl)?.engine ?? "unknown";
   return buildTypePlan(source.engine, engine, ordered, targetSchemas, mapField);
 }
 
@@ -608,8 +638,18 @@ function listed(items: string[]): string {
 }
 
 function mapperOf(target: Connector | undefined, url: string): FieldMapper | undefined {
-  const factory = factoryFor(url);
-  return target?.mapField?.bind(target) ?? factory.mapField?.bind(factory);
+  if (target?.mapField) return target.mapField.bind(target);
+  // A target opened without the registry (a package being written) has no factory.
+  const factory = registered(url);
+  return factory?.mapField?.bind(factory);
+}
+
+function registered(url: string): ReturnType<typeof factoryFor> | undefined {
+  try {
+    return factoryFor(url);
+  } catch {
+    return undefined;
+  }
 }
 
 /** Value checks for the fields whose mapping is not exact. */
@@ -815,7 +855,8 @@ export async function selectCollections(
     const declared = Object.entries(specs ?? {}).filter(([, s]) => s.match !== undefined);
     if (declared.length === 0) return all;
     const ours = declared.filter(([, s]) => s.export !== false).map(([n]) => n);
-    const rest = all.map((s) => (specs?.[s.name] ? `${s.name}:*` : s.name));
+    // A prefix named like a profile collection with globs is renamed `x:*` beside it.
+    const rest = all.map((s) => (specs?.[s.name]?.match !== undefined ? `${s.name}:*` : s.name));
     const resolved = await source.resolve([...ours, ...rest], specs, { rest });
     const out: CollectionSchema[] = [];
     for (const c of resolved) if (!rest.includes(c.name) || (await source.count(c)) !== 0) out.push(c);

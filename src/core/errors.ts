@@ -15,7 +15,8 @@ export type ErrorCode =
   | "E_VALIDATION" // a record breaks a rule; nothing written
   | "E_CONFLICT" // conflict mode `fail` met an existing key; nothing written
   | "E_WRITE" // the target rejected a record (constraint, type)
-  | "E_CHECKSUM" // data does not match its recorded checksum
+  | "E_CHECKSUM" // data does not match its recorded checksum (a damaged, truncated or edited package)
+  | "E_DECRYPT" // an encrypted package that the passphrase or identity given does not open
   | "E_LOCKED" // another run holds the target
   | "E_DIRTY" // the target's journal has an unfinished run
   | "E_INTERRUPTED" // stopped by a signal; resumable
@@ -55,7 +56,7 @@ export function isFerryError(err: unknown, code?: ErrorCode): err is FerryError 
 
 /**
  * The one mapping from errors to process exit codes:
- * 0 done · 1 failed · 2 usage or config · 3 validation · 4 conflict in `fail` mode · 130 interrupted.
+ * 0 done · 1 failed · 2 usage, config or keys · 3 validation (records or a package) · 4 conflict in `fail` mode · 130 interrupted.
  */
 export function exitCodeFor(err: unknown): number {
   if (!(err instanceof FerryError)) return 1;
@@ -68,8 +69,10 @@ export function exitCodeFor(err: unknown): number {
     case "E_LOCKED":
     case "E_PERMISSION":
     case "E_LOSSY":
+    case "E_DECRYPT":
       return 2;
     case "E_VALIDATION":
+    case "E_CHECKSUM":
       return 3;
     case "E_CONFLICT":
       return 4;

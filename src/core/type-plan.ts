@@ -327,7 +327,7 @@ export type FieldMapper = (f: FieldSchema, c: CollectionSchema) => FieldSchema;
 
 /**
  * The plan of `collections` (source schemas) against the target's existing collections,
- * or what `mapField` would create for those it lacks. A schemaless target (files) takes
+ * or what `mapField` would create for those it lacks. A schemaless target (files, a package) takes
  * any field, so fields it lacks are not `missing`.
  */
 export function buildTypePlan(
@@ -337,7 +337,7 @@ export function buildTypePlan(
   targetSchemas: ReadonlyMap<string, CollectionSchema>,
   mapField: FieldMapper | undefined,
 ): TypePlan {
-  const schemaless = targetEngine === "files";
+  const schemaless = targetEngine === "files" || targetEngine === "package";
   return {
     sourceEngine,
     targetEngine,

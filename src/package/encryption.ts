@@ -1,0 +1,126 @@
+/**
+ * Whole-package encryption in the age format (age-encryption, which interoperates with the
+ * reference `age` both ways): a passphrase (scrypt) or X25519 recipients (`age1…`), read with
+ * the passphrase or identity files (`AGE-SECRET-KEY-1…`).
+ */
+import { closeSync, openSync, readFileSync, readSync } from "node:fs";
+import { Readable } from "node:stream";
+import type { ReadableStream as WebReadableStream } from "node:stream/web";
+import { Decrypter, Encrypter } from "age-encryption";
+import { FerryError } from "../core/errors.js";
+
+/** How a package is encrypted. */
+export type EncryptTo = { passphrase: string } | { recipients: string[] };
+
+/** What may open an encrypted package. */
+export interface DecryptWith {
+  passphrase?: string;
+  /** Identity files' paths (`age-keygen` output: `AGE-SECRET-KEY-1…` lines, `#` comments). */
+  identityFiles?: string[];
+}
+
+/** The binary age header's first line; armored files start with a PEM line. */
+const AGE_MAGIC = "age-encryption.org/v1\n";
+const AGE_ARMOR = "-----BEGIN AGE ENCRYPTED FILE-----";
+
+/** True when a file starting with `head` is age-encrypted. */
+export function isAgeEncrypted(head: Uint8Array): boolean {
+  const text = Buffer.from(head).toString("latin1");
+  return text.startsWith(AGE_MAGIC) || text.startsWith(AGE_ARMOR);
+}
+
+/** `plain` encrypted as it streams (bounded memory). */
+export async function encryptStream(plain: AsyncIterable<Uint8Array>, to: EncryptTo): Promise<Readable> {
+  const e = new Encrypter();
+  if ("passphrase" in to) e.setPassphrase(to.passphrase);
+  else {
+    if (to.recipients.length === 0)
+      throw new FerryError("E_USAGE", "no recipient to encrypt for: give --recipient age1…");
+    for (const r of to.recipients) {
+      try {
+        e.addRecipient(r);
+      } catch (err) {
+        throw new FerryError(
+          "E_USAGE",
+          `recipient ${r}: not an age recipient (${(err as Error).message}): it starts with age1`,
+          {
+            cause: err,
+          },
+        );
+      }
+    }
+  }
+  const web = ReadableStream.from(plain) as unknown as globalThis.ReadableStream<Uint8Array>;
+  const out = await e.encrypt(web);
+  return Readable.fromWeb(out as unknown as WebReadableStream<Uint8Array>);
+}
+
+/**
+ * `cipher` decrypted as it streams. The header is checked before this resolves, so a wrong
+ * passphrase or key is refused before any data is read.
+ *
+ * @throws FerryError `E_DECRYPT` when neither the passphrase nor an identity opens it.
+ */
+export async function decryptStream(
+  cipher: AsyncIterable<Uint8Array>,
+  keys: DecryptWith,
+  file: string,
+): Promise<Readable> {
+  const d = new Decrypter();
+  if (keys.passphrase === undefined && (keys.identityFiles ?? []).length === 0) {
+    throw new FerryError(
+      "E_DECRYPT",
+      `${file} is encrypted: set FERRY_PASSPHRASE (or answer the prompt), or give --identity FILE (FERRY_IDENTITY) with its age key`,
+    );
+  }
+  if (keys.passphrase !== undefined) d.addPassphrase(keys.passphrase);
+  for (const f of keys.identityFiles ?? []) for (const id of identitiesIn(f)) d.addIdentity(id);
+  const web = ReadableStream.from(cipher) as unknown as globalThis.ReadableStream<Uint8Array>;
+  try {
+    const out = await d.decrypt(web);
+    return Readable.fromWeb(out as unknown as WebReadableStream<Uint8Array>);
+  } catch (err) {
+    const what = keys.passphrase !== undefined ? "the passphrase" : "the identity";
+    throw new FerryError(
+      "E_DECRYPT",
+      `${file}: ${what} does not open it (${(err as Error).message}); nothing was read or written: check FERRY_PASSPHRASE or --identity`,
+      { cause: err, details: { file } },
+    );
+  }
+}
+
+/** The `AGE-SECRET-KEY-…` lines of an identity file. */
+function identitiesIn(path: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new FerryError("E_CONFIG", `identity file ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  const ids = text
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l.startsWith("AGE-SECRET-KEY-"));
+  if (ids.length === 0) {
+    throw new FerryError(
+      "E_CONFIG",
+      `identity file ${path} holds no age identity (a line AGE-SECRET-KEY-1…, from age-keygen)`,
+    );
+  }
+  return ids;
+}
+
+/** True when the file at `path` is age-encrypted (false when it cannot be read: the caller reports that). */
+export function isEncryptedFile(path: string): boolean {
+  try {
+    const fd = openSync(path, "r");
+    try {
+      const head = Buffer.alloc(64);
+      return isAgeEncrypted(head.subarray(0, readSync(fd, head, 0, 64, 0)));
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * The `.ferry` package format, version 1.
+ *
+ * A package is a POSIX tar file (so `tar tvf` lists it), optionally encrypted whole in the
+ * age format (so `age -d` opens it). Its entries, in order:
+ * - `data/<collection>/<n>.ndjson.zst` (or `.gz`): the collection's records, one JSON object
+ *   per line in Ferry's tagged-value codec (bigints, dates, bytes keep their types), at most
+ *   {@link CHUNK_BYTES} of text per entry, each entry compressed on its own;
+ * - `manifest.json`, last: what the package holds and every checksum (see {@link Manifest}).
+ *
+ * Checksums: each chunk's SHA-256 is of its uncompressed text; a collection's is of all its
+ * chunks' text in order; the package digest is the SHA-256 of the manifest's canonical JSON
+ * without its `digest` field, so a changed record, chunk checksum or manifest field all fail
+ * the digest. (The digest detects damage and edits, not a forger who recomputes it: an
+ * encrypted package is authenticated by age.)
+ */
+import { createHash } from "node:crypto";
+import type { CollectionSchema } from "../core/schema.js";
+
+/** `format` of a package manifest. */
+export const PACKAGE_FORMAT = "ferry-package";
+/** The format version this Ferry writes; it reads this one and older. */
+export const PACKAGE_VERSION = 1;
+/** Most uncompressed bytes of records per data entry. */
+export const CHUNK_BYTES = 4 << 20;
+/** The manifest's entry name. */
+export const MANIFEST_ENTRY = "manifest.json";
+
+/** Compression of the data entries. */
+export type Compression = "zstd" | "gzip";
+export const COMPRESSIONS: readonly Compression[] = ["zstd", "gzip"];
+
+/** One data entry. */
+export interface ChunkInfo {
+  /** Its tar entry name. */
+  entry: string;
+  records: number;
+  /** Uncompressed bytes. */
+  bytes: number;
+  sha256: string;
+}
+
+/** One collection in a package. */
+export interface ManifestCollection {
+  name: string;
+  schema: CollectionSchema;
+  records: number;
+  /** Uncompressed bytes of its records. */
+  bytes: number;
+  sha256: string;
+  chunks: ChunkInfo[];
+}
+
+/** What a package holds: written last, read first. */
+export interface Manifest {
+  format: typeof PACKAGE_FORMAT;
+  version: number;
+  app: { name: string; version?: string } | null;
+  /** The instance exported, without password, and its engine and server version. */
+  source: { url: string; engine: string; version?: string };
+  exportedBy: string;
+  createdAt: string;
+  description?: string;
+  compression: Compression;
+  collections: ManifestCollection[];
+  /** What was left out (secret fields, never-exported collections), unless asked for. */
+  omitted: { fields: Record<string, string[]>; collections: string[] };
+  /** SHA-256 of the manifest's canonical JSON without this field. */
+  digest: string;
+}
+
+/** The entry name of a collection's `n`th chunk (names sort in write order). */
+export function chunkEntry(collection: string, n: number, compression: Compression): string {
+  return `data/${encodeURIComponent(collection)}/${String(n).padStart(6, "0")}.ndjson.${compression === "zstd" ? "zst" : "gz"}`;
+}
+
+/** JSON with object keys sorted, so a manifest's digest does not depend on key order. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) => {
+    if (v === null || typeof v !== "object" || Array.isArray(v)) return v;
+    const o = v as Record<string, unknown>;
+    return Object.fromEntries(
+      Object.keys(o)
+        .sort()
+        .map((k) => [k, o[k]]),
+    );
+  });
+}
+
+/** The package digest of a manifest (its `digest` field left out). */
+export function manifestDigest(m: Omit<Manifest, "digest"> & { digest?: string }): string {
+  const { digest: _digest, ...rest } = m;
+  return createHash("sha256").update(canonicalJson(rest)).digest("hex");
+}

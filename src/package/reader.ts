@@ -1,0 +1,382 @@
+/**
+ * Reads a `.ferry` package as a copy's source. Opening it reads the whole package once and
+ * checks everything that can be checked without a target: the tar structure, each entry's
+ * compression, every chunk's and collection's SHA-256 and count against the manifest, the
+ * manifest's own digest and its format version. Nothing is trusted before that pass; reads
+ * check each chunk's SHA-256 again before yielding its records (the file could change between).
+ */
+import { createHash } from "node:crypto";
+import { closeSync, createReadStream, openSync, readSync, statSync } from "node:fs";
+import { resolve } from "node:path";
+import type { Readable } from "node:stream";
+import tar from "tar-stream";
+import { parseLine, project } from "../connectors/files/record-codec.js";
+import type { Connector, JournalStore, PrepareResult, ReadBatch, ReadOptions, WriteResult } from "../core/connector.js";
+import { FerryError, isFerryError } from "../core/errors.js";
+import type { Bookmark } from "../core/messages.js";
+import type { CollectionSchema } from "../core/schema.js";
+import type { Row } from "../core/values.js";
+import { decompressChunk } from "./compression.js";
+import { type DecryptWith, decryptStream, isAgeEncrypted, isEncryptedFile } from "./encryption.js";
+import {
+  type Compression,
+  MANIFEST_ENTRY,
+  type Manifest,
+  type ManifestCollection,
+  manifestDigest,
+  PACKAGE_FORMAT,
+  PACKAGE_VERSION,
+} from "./format.js";
+import { MemoryJournal } from "./memory-journal.js";
+
+/** Largest entry accepted (a data entry holds ~4 MB of text compressed; more is not Ferry's). */
+const MAX_ENTRY_BYTES = 256 << 20;
+
+/** One entry of the tar. */
+interface Entry {
+  name: string;
+  /** Undefined when the caller did not want it (its bytes were skipped). */
+  body: Buffer | undefined;
+}
+
+/** What the opening pass found. */
+export interface PackageCheck {
+  manifest: Manifest;
+  encrypted: boolean;
+  /** Bytes of the package file. */
+  fileBytes: number;
+}
+
+/** A package opened and checked, to be read. */
+export class PackageReader implements Connector {
+  readonly engine = "package";
+  readonly displayUrl: string;
+  readonly identity: string;
+  readonly manifest: Manifest;
+  readonly encrypted: boolean;
+  readonly fileBytes: number;
+  readonly #path: string;
+  readonly #keys: DecryptWith;
+  readonly #journal = new MemoryJournal();
+
+  private constructor(path: string, keys: DecryptWith, check: PackageCheck) {
+    this.#path = resolve(path);
+    this.#keys = keys;
+    this.displayUrl = path;
+    this.identity = `package:${this.#path}`;
+    this.manifest = check.manifest;
+    this.encrypted = check.encrypted;
+    this.fileBytes = check.fileBytes;
+  }
+
+  /**
+   * Opens and checks a package (one pass over all of it).
+   *
+   * @throws FerryError `E_NOT_FOUND` when there is no such file, `E_DECRYPT` when it is
+   * encrypted and the keys given do not open it, `E_CHECKSUM` listing every check that failed
+   * and where (damaged, truncated, edited, or from a newer Ferry).
+   */
+  static async open(path: string, keys: DecryptWith = {}): Promise<PackageReader> {
+    return new PackageReader(path, keys, await checkPackage(path, keys));
+  }
+
+  async check(): Promise<void> {}
+
+  async version(): Promise<string> {
+    return `Ferry package v${this.manifest.version}`;
+  }
+
+  async discover(): Promise<CollectionSchema[]> {
+    return this.manifest.collections.map((c) => ({ ...c.schema, name: c.name }));
+  }
+
+  async count(collection: CollectionSchema): Promise<number | undefined> {
+    return this.#collection(collection.name).records;
+  }
+
+  async size(collection: CollectionSchema): Promise<number | undefined> {
+    return this.#collection(collection.name).bytes;
+  }
+
+  #collection(name: string): ManifestCollection {
+    const c = this.manifest.collections.find((x) => x.name === name);
+    if (!c) throw new FerryError("E_NOT_FOUND", `${this.displayUrl} holds no collection ${name}`);
+    return c;
+  }
+
+  /** Records in the order they were exported; a bookmark is `{ chunk, line }`. */
+  async *read(collection: CollectionSchema, options: ReadOptions): AsyncIterable<ReadBatch> {
+    const mc = this.#collection(collection.name);
+    const index = new Map(mc.chunks.map((c, i) => [c.entry, i]));
+    const after = options.after as { chunk: number; line: number } | undefined;
+    const first = after?.chunk ?? 0;
+    if (first >= mc.chunks.length) return;
+    const kind = this.manifest.compression;
+    for await (const e of entriesOf(this.#path, this.#keys, (name) => (index.get(name) ?? -1) >= first)) {
+      const i = index.get(e.name);
+      if (i === undefined || i < first || !e.body) continue;
+      const info = mc.chunks[i] as (typeof mc.chunks)[number];
+      const data = decompressChunk(e.body, kind, e.name);
+      if (createHash("sha256").update(data).digest("hex") !== info.sha256) {
+        throw new FerryError(
+          "E_CHECKSUM",
+          `${this.displayUrl}: ${e.name} changed since the package was checked (its SHA-256 differs from the manifest's): stopped before writing its records`,
+          { details: { entry: e.name } },
+        );
+      }
+      const lines = data.toString("utf8").split("\n");
+      lines.pop(); // the text ends with a newline
+      let line = i === first ? (after?.line ?? 0) : 0;
+      while (line < lines.length) {
+        const end = Math.min(line + options.batchSize, lines.length);
+        const records: Row[] = [];
+        for (let n = line; n < end; n++) {
+          const r = parseLine(lines[n] as string, { file: `${this.displayUrl}:${e.name}`, line: n + 1 });
+          records.push(options.fields ? project(r, options.fields) : r);
+        }
+        line = end;
+        const bookmark: Bookmark = line === lines.length ? { chunk: i + 1, line: 0 } : { chunk: i, line };
+        yield { records, bookmark };
+      }
+      if (i === mc.chunks.length - 1) return;
+    }
+  }
+
+  async prepare(): Promise<PrepareResult> {
+    throw this.#readOnly();
+  }
+
+  async lookup(): Promise<Map<string, Row>> {
+    throw this.#readOnly();
+  }
+
+  async write(): Promise<WriteResult> {
+    throw this.#readOnly();
+  }
+
+  async finish(): Promise<void> {
+    throw this.#readOnly();
+  }
+
+  #readOnly(): FerryError {
+    return new FerryError(
+      "E_UNSUPPORTED",
+      `${this.displayUrl} is a package: it is read, never written (ferry export writes a new one)`,
+    );
+  }
+
+  journal(): JournalStore {
+    return this.#journal;
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** The package's bytes, decrypted when it is encrypted. */
+async function plainStream(path: string, keys: DecryptWith): Promise<{ stream: Readable; encrypted: boolean }> {
+  const head = Buffer.alloc(64);
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new FerryError(
+      code === "ENOENT" ? "E_NOT_FOUND" : "E_CONFIG",
+      code === "ENOENT" ? `no package ${path}: check the path` : `cannot read ${path}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  let n: number;
+  try {
+    n = readSync(fd, head, 0, head.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  const file = createReadStream(path);
+  if (!isAgeEncrypted(head.subarray(0, n))) return { stream: file, encrypted: false };
+  try {
+    return { stream: await decryptStream(file, keys, path), encrypted: true };
+  } catch (err) {
+    file.destroy();
+    throw err;
+  }
+}
+
+/**
+ * The package's tar entries in order; bodies of entries `want` refuses are skipped.
+ *
+ * @throws FerryError `E_CHECKSUM` when the tar is damaged or ends early, or the encrypted
+ * payload fails its authentication.
+ */
+async function* entriesOf(path: string, keys: DecryptWith, want: (name: string) => boolean): AsyncGenerator<Entry> {
+  const { stream, encrypted } = await plainStream(path, keys);
+  const extract = tar.extract();
+  stream.on("error", (err) => extract.destroy(err));
+  stream.pipe(extract as unknown as NodeJS.WritableStream);
+  let current = "(the first entry)";
+  try {
+    for await (const entry of extract) {
+      const name = entry.header.name;
+      current = name;
+      if (entry.header.size !== undefined && entry.header.size > MAX_ENTRY_BYTES) {
+        throw new FerryError(
+          "E_CHECKSUM",
+          `${path}: entry ${name} is ${entry.header.size} bytes: not a Ferry package entry`,
+        );
+      }
+      if (!want(name)) {
+        entry.resume();
+        yield { name, body: undefined };
+        continue;
+      }
+      const parts: Buffer[] = [];
+      for await (const part of entry) parts.push(part as Buffer);
+      yield { name, body: Buffer.concat(parts) };
+    }
+  } catch (err) {
+    if (isFerryError(err)) throw err;
+    const why = (err as Error).message;
+    throw new FerryError(
+      "E_CHECKSUM",
+      encrypted && /tag|auth|decrypt|chunk|stream/i.test(why)
+        ? `${path}: the encrypted data is damaged or truncated near ${current} (${why})`
+        : `${path}: damaged or truncated near ${current} (${why}): not a whole Ferry package`,
+      { cause: err, details: { entry: current } },
+    );
+  } finally {
+    stream.unpipe(extract as unknown as NodeJS.WritableStream);
+    stream.destroy();
+    extract.destroy();
+  }
+}
+
+/** The compression a data entry's name says. */
+function compressionOf(name: string): Compression | undefined {
+  return name.endsWith(".zst") ? "zstd" : name.endsWith(".gz") ? "gzip" : undefined;
+}
+
+/** Reads the whole package once and checks it; every failed check is listed. */
+export async function checkPackage(path: string, keys: DecryptWith = {}): Promise<PackageCheck> {
+  let fileBytes: number;
+  try {
+    fileBytes = statSync(path).size;
+  } catch (err) {
+    throw new FerryError("E_NOT_FOUND", `no package ${path}: check the path`, { cause: err });
+  }
+  const problems: string[] = [];
+  const found = new Map<string, { sha256: string; records: number; bytes: number }>();
+  const collectionHashes = new Map<string, ReturnType<typeof createHash>>();
+  let manifestText: string | undefined;
+  let afterManifest = false;
+  const stream = entriesOf(path, keys, () => true);
+  for await (const e of stream) {
+    const body = e.body as Buffer;
+    if (e.name === MANIFEST_ENTRY) {
+      manifestText = body.toString("utf8");
+      continue;
+    }
+    if (manifestText !== undefined && !afterManifest) {
+      afterManifest = true;
+      problems.push(`${e.name}: an entry after the manifest (the manifest is the last entry)`);
+    }
+    const kind = compressionOf(e.name);
+    const m = /^data\/([^/]+)\/\d+\.ndjson\.(zst|gz)$/.exec(e.name);
+    if (!m || !kind) {
+      problems.push(`${e.name}: not an entry of a Ferry package`);
+      continue;
+    }
+    let data: Buffer;
+    try {
+      data = decompressChunk(body, kind, e.name);
+    } catch (err) {
+      problems.push((err as Error).message);
+      continue;
+    }
+    const collection = decodeURIComponent(m[1] as string);
+    let h = collectionHashes.get(collection);
+    if (!h) {
+      h = createHash("sha256");
+      collectionHashes.set(collection, h);
+    }
+    h.update(data);
+    let records = 0;
+    for (let i = data.indexOf(10); i >= 0; i = data.indexOf(10, i + 1)) records++;
+    found.set(e.name, { sha256: createHash("sha256").update(data).digest("hex"), records, bytes: data.length });
+  }
+  const encrypted = isEncryptedFile(path);
+  if (manifestText === undefined) {
+    throw new FerryError(
+      "E_CHECKSUM",
+      `${path}: no manifest: the package is truncated (or not a Ferry package)${problems.length > 0 ? `; also:\n  ${problems.join("\n  ")}` : ""}`,
+      { details: { problems: ["no manifest", ...problems] } },
+    );
+  }
+  let manifest: Manifest;
+  try {
+    manifest = JSON.parse(manifestText) as Manifest;
+  } catch (err) {
+    throw new FerryError(
+      "E_CHECKSUM",
+      `${path}: ${MANIFEST_ENTRY} is not valid JSON (${(err as Error).message}): the package is damaged`,
+      {
+        details: { problems: [`${MANIFEST_ENTRY}: not JSON`] },
+      },
+    );
+  }
+  if (manifest?.format !== PACKAGE_FORMAT) {
+    throw new FerryError(
+      "E_CHECKSUM",
+      `${path}: ${MANIFEST_ENTRY} is not a Ferry package manifest (format ${JSON.stringify(manifest?.format)})`,
+    );
+  }
+  if (typeof manifest.version !== "number" || manifest.version > PACKAGE_VERSION) {
+    throw new FerryError(
+      "E_CHECKSUM",
+      `${path}: made by a newer Ferry (package format version ${manifest.version}; this Ferry reads up to ${PACKAGE_VERSION}): upgrade Ferry to read it`,
+      { details: { problems: [`format version ${manifest.version}`] } },
+    );
+  }
+  if (manifestDigest(manifest) !== manifest.digest) {
+    problems.push(
+      `${MANIFEST_ENTRY}: the package digest does not match its content (the manifest or a checksum in it was edited)`,
+    );
+  }
+  const listed = new Set<string>();
+  for (const c of manifest.collections ?? []) {
+    let records = 0;
+    let bytes = 0;
+    for (const chunk of c.chunks ?? []) {
+      listed.add(chunk.entry);
+      const f = found.get(chunk.entry);
+      if (!f) {
+        problems.push(
+          `${chunk.entry}: listed in the manifest (collection ${c.name}) but not in the package (truncated?)`,
+        );
+        continue;
+      }
+      if (f.sha256 !== chunk.sha256)
+        problems.push(`${chunk.entry}: its SHA-256 differs from the manifest's (collection ${c.name})`);
+      if (f.records !== chunk.records) {
+        problems.push(`${chunk.entry}: holds ${f.records} records, the manifest says ${chunk.records}`);
+      }
+      records += f.records;
+      bytes += f.bytes;
+    }
+    const h = collectionHashes.get(c.name)?.digest("hex") ?? createHash("sha256").digest("hex");
+    if (h !== c.sha256) problems.push(`collection ${c.name}: its SHA-256 differs from the manifest's`);
+    if (records !== c.records)
+      problems.push(`collection ${c.name}: holds ${records} records, the manifest says ${c.records}`);
+    if (bytes !== c.bytes) problems.push(`collection ${c.name}: holds ${bytes} bytes, the manifest says ${c.bytes}`);
+  }
+  for (const name of found.keys()) {
+    if (!listed.has(name)) problems.push(`${name}: in the package but not in the manifest`);
+  }
+  if (problems.length > 0) {
+    throw new FerryError(
+      "E_CHECKSUM",
+      `${path} failed ${problems.length === 1 ? "a check" : `${problems.length} checks`}; nothing was read from it:\n  ${problems.join("\n  ")}`,
+      { details: { problems } },
+    );
+  }
+  return { manifest, encrypted, fileBytes };
+}
