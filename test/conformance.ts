@@ -134,6 +134,47 @@ export function conformance(t: ConformanceTarget): void {
       expect(order).toEqual(["teams", "members"]);
     });
 
+    it("deletes by key in a batch with an insert; a key not there is no failure; the checkpoint lands", async () => {
+      const url = await t.fresh();
+      const c = await openConnector(url, { write: true });
+      const entry = { id: "rollback-1", startedAt: "2026-01-01T00:00:00Z", status: "running" };
+      let outcome: unknown;
+      try {
+        const { schema } = await c.prepare(parents);
+        const seeded = await c.write(
+          schema,
+          [1, 2, 3].map((id) => ({ op: "insert" as const, record: { id, name: `team ${id}` } })),
+        );
+        expect(seeded.failures).toEqual([]);
+        const r = await c.write(
+          schema,
+          [
+            { op: "delete", match: { id: 2 } },
+            { op: "delete", match: { id: 99 } },
+            { op: "insert", record: { id: 4, name: "team 4" } },
+          ],
+          {
+            runId: "rollback-1",
+            id: "rollback-1",
+            entry: (result) => {
+              outcome = result;
+              return { ...entry, failed: result.failures.length };
+            },
+          },
+        );
+        expect(r.failures).toEqual([]);
+        // The entry was built from the batch's outcome, and saved with it.
+        expect(outcome).toEqual({ failures: [] });
+        expect(await c.journal().get("rollback-1")).toEqual({ ...entry, failed: 0 });
+      } finally {
+        await c.close();
+      }
+      const after = await readAll(url);
+      expect(canonical({ teams: after.teams ?? [] })).toEqual(
+        canonical({ teams: [1, 3, 4].map((id) => ({ id, name: `team ${id}` })) }),
+      );
+    });
+
     describe("conflict modes", () => {
       // Target holds ids 1–10 with changed emails/notes and an extra id 1000 the source lacks.
       async function prepared(): Promise<{ src: string; dst: string }> {

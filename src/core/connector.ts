@@ -34,11 +34,14 @@ export interface ReadOptions {
  * - `insert`: add `record`.
  * - `replace`: the record matched by `match` (fields → values) becomes `record`, whole.
  * - `update`: the record matched by `match` gets the fields of `record` set, others kept.
+ * - `delete`: the record matched by `match` is removed; none matching is not a failure
+ *   (a rollback that undoes an import's inserts may run again).
  */
 export type WriteOp =
   | { op: "insert"; record: Row }
   | { op: "replace"; match: Record<string, Value>; record: Row }
-  | { op: "update"; match: Record<string, Value>; record: Row };
+  | { op: "update"; match: Record<string, Value>; record: Row }
+  | { op: "delete"; match: Record<string, Value> };
 
 /** A write operation the target refused; the others of the batch were applied. */
 export interface WriteFailure {
@@ -107,6 +110,11 @@ export interface Connector {
   readonly displayUrl: string;
   /** A string equal for two connectors that point at the same data (to refuse copying onto itself). */
   readonly identity: string;
+  /**
+   * Optional: a string that changes whenever the source's content does (a package's digest),
+   * so a run is resumed only from the data it started on.
+   */
+  readonly revision?: string;
 
   check(): Promise<void>;
   /** Optional: the server's product and version (`PostgreSQL 15.8`, `Redis 7.0.15`), for `ferry check`. */

@@ -3,6 +3,7 @@
  * the target, fsync the directory. A crash leaves either the old or the new content, never
  * a mix; a leftover temp file is harmless and overwritten next time.
  */
+import { createHash } from "node:crypto";
 import { type FileHandle, open, readFile, rename, rm } from "node:fs/promises";
 import { dirname } from "node:path";
 
@@ -67,4 +68,27 @@ export async function readTextIfExists(path: string): Promise<string | undefined
 export async function removeDurably(path: string): Promise<void> {
   await rm(path, { force: true });
   await fsyncDir(dirname(path));
+}
+
+/** The SHA-256 (hex) of a file's content, read in chunks; `undefined` when it does not exist. */
+export async function sha256File(path: string): Promise<string | undefined> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, "r");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw err;
+  }
+  try {
+    const hash = createHash("sha256");
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      hash.update(buf.subarray(0, bytesRead));
+    }
+    return hash.digest("hex");
+  } finally {
+    await fh.close();
+  }
 }

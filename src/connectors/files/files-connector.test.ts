@@ -21,6 +21,7 @@ import type { CollectionSchema } from "../../core/schema.js";
 import type { Row, Value } from "../../core/values.js";
 import { filesFactory } from "./index.js";
 import { countLines } from "./line-reader.js";
+import { NdjsonStore } from "./ndjson-store.js";
 import { encodeLine } from "./record-codec.js";
 
 const tmp = tempDir("ferry-files-");
@@ -652,6 +653,257 @@ describe("replace and update", () => {
     await e.finish(schema);
     await e.close();
     expect((await readBack(url)).items?.map((r) => r.id)).toEqual([0, 1, 2, 3, 4, 5, 6]);
+  });
+});
+
+// ---- delete ----
+
+describe("delete", () => {
+  const schema = schemaFor("items", [{ id: 0, v: "", n: 0 }], ["id"]);
+  const base: Row[] = Array.from({ length: 6 }, (_, id) => ({ id, v: `v${id}`, n: id }));
+  const cp = (id = "r1") => ({ runId: id, id, entry: () => ({ id, status: "running" }) });
+  const fileOf = (kind: "dir" | ".ndjson", url: string) => (kind === "dir" ? join(url, "items.ndjson") : url);
+  const ids = (rows: Row[] | undefined) => rows?.map((r) => r.id);
+  // In order: a record inserted and deleted in the batch is gone; one deleted and inserted again stays.
+  const ops: WriteOp[] = [
+    { op: "delete", match: { id: 1 } },
+    { op: "delete", match: { id: 404 } },
+    { op: "insert", record: { id: 6, v: "brief" } },
+    { op: "delete", match: { id: 6 } },
+    { op: "delete", match: { id: 2 } },
+    { op: "insert", record: { id: 2, v: "again" } },
+    { op: "update", match: { id: 3 }, record: { n: 33 } },
+    { op: "delete", match: { v: "v4" } },
+  ];
+  const expected: Row[] = [
+    { id: 0, v: "v0", n: 0 },
+    { id: 3, v: "v3", n: 33 },
+    { id: 5, v: "v5", n: 5 },
+    { id: 2, v: "again" },
+  ];
+
+  for (const kind of ["dir", ".ndjson", ".json"] as const) {
+    it(`${kind}: deletes by key in order with the batch's other ops; lookups see it at once; read back after finish`, async () => {
+      const url = fresh(kind, "items");
+      await writeAll(url, schema, base);
+      const c = await openConnector(url, { write: true });
+      await c.prepare(schema);
+      // A lookup index built before the deletes is kept current by them.
+      expect((await c.lookup(schema, ["id"], [[1]])).size).toBe(1);
+      const r = await c.write(schema, ops, cp());
+      expect(r.failures).toEqual([]);
+      const found = await c.lookup(schema, ["id"], [[0], [1], [2], [4], [6], [404]]);
+      expect([...found.keys()]).toEqual(["[0]", "[2]"]);
+      expect(found.get("[2]")).toEqual({ id: 2, v: "again" });
+      expect(await c.lookup(schema, ["v"], [["v4"], ["v5"]])).toEqual(new Map([['["v5"]', base[5]]]));
+      await c.finish(schema);
+      await c.close();
+      expect((await readBack(url)).items).toEqual(expected);
+      expect(journalOf(url).offsets).toBeUndefined();
+      if (kind !== ".json") expect(existsSync(`${fileOf(kind, url)}.ferry-pending`)).toBe(false);
+
+      // A rollback run again: the keys are gone, which is no failure, and nothing changes.
+      const d = await openConnector(url, { write: true });
+      await d.prepare(schema);
+      const again = await d.write(
+        schema,
+        ops.filter((o) => o.op === "delete"),
+        cp("r2"),
+      );
+      expect(again.failures).toEqual([]);
+      expect(await d.count(schema)).toBe(expected.length - 1); // `again` (id 2) deleted this time
+      await d.finish(schema);
+      await d.close();
+      expect((await readBack(url)).items).toEqual(expected.filter((x) => x.id !== 2));
+    });
+  }
+
+  it("refuses a delete without match fields as a failure and applies the rest", async () => {
+    const url = fresh(".ndjson", "items");
+    await writeAll(url, schema, base);
+    const c = await openConnector(url, { write: true });
+    await c.prepare(schema);
+    const r = await c.write(schema, [
+      { op: "delete", match: { id: 0 } },
+      { op: "delete", match: {} },
+      { op: "delete", match: { id: 5 } },
+    ]);
+    expect(r.failures.map((f) => f.index)).toEqual([1]);
+    expect(r.failures[0]?.reason).toMatch(/delete without match fields/);
+    await c.finish(schema);
+    await c.close();
+    expect(ids((await readBack(url)).items)).toEqual([1, 2, 3, 4]);
+  });
+
+  it("readers see committed deletes before finish, and not uncommitted ones", async () => {
+    const url = fresh("dir");
+    await writeAll(url, schema, base);
+    const c = await openConnector(url, { write: true });
+    await c.prepare(schema);
+    await c.write(schema, [{ op: "delete", match: { id: 0 } }], cp());
+    await c.write(schema, [{ op: "delete", match: { id: 1 } }]);
+    const r = await openConnector(url);
+    expect(ids(await readRows(r, schema, 2))).toEqual([1, 2, 3, 4, 5]);
+    expect(await r.count(schema)).toBe(5);
+    expect([...(await r.lookup(schema, ["id"], [[0], [1]])).keys()]).toEqual(["[1]"]);
+    await r.close();
+    await c.finish(schema);
+    await c.close();
+    expect(ids((await readBack(url)).items)).toEqual([2, 3, 4, 5]);
+  });
+
+  for (const kind of ["dir", ".ndjson"] as const) {
+    it(`${kind}: a delete committed before a kill is applied once by the resumed run; an uncommitted one is cut off`, async () => {
+      const url = fresh(kind, "items");
+      const file = fileOf(kind, url);
+      await writeAll(url, schema, base);
+      const c = await openConnector(url, { write: true });
+      await c.prepare(schema);
+      await c.write(
+        schema,
+        [
+          { op: "delete", match: { id: 1 } },
+          { op: "insert", record: { id: 6, v: "v6" } },
+        ],
+        cp(),
+      );
+      const committed = statSync(`${file}.ferry-pending`).size;
+      await c.write(schema, [{ op: "delete", match: { id: 2 } }]); // no checkpoint
+      await c.close(); // killed: no finish
+      expect(statSync(`${file}.ferry-pending`).size).toBeGreaterThan(committed);
+
+      const d = await openConnector(url, { write: true });
+      await d.prepare(schema);
+      expect(statSync(`${file}.ferry-pending`).size).toBe(committed);
+      expect([...(await d.lookup(schema, ["id"], [[1], [2]])).keys()]).toEqual(["[2]"]);
+      // The next run inserts the deleted key again (an import after a rollback): it stays.
+      await d.write(
+        schema,
+        [
+          { op: "insert", record: { id: 1, v: "back" } },
+          { op: "delete", match: { id: 6 } },
+        ],
+        cp(),
+      );
+      await d.finish(schema);
+      await d.finish(schema);
+      await d.close();
+      expect((await readBack(url)).items).toEqual([...base.filter((x) => x.id !== 1), { id: 1, v: "back" }]);
+    });
+  }
+
+  for (const crash of ["before the rename", "after the rename"] as const) {
+    it(`ndjson: a finish with deletes interrupted ${crash} is completed once by the next prepare`, async () => {
+      const url = fresh(".ndjson", "items");
+      await writeAll(url, schema, base);
+      const c = await openConnector(url, { write: true });
+      await c.prepare(schema);
+      await c.write(schema, ops, cp());
+      await c.close();
+      const pending = `${url}.ferry-pending`;
+      const journal = `${url}.ferry-journal.json`;
+      copyFileSync(pending, `${pending}.saved`);
+      const saved = JSON.parse(readFileSync(journal, "utf8"));
+      let mark = "0".repeat(64); // the new content's hash: not the data file's before the rename
+      if (crash === "after the rename") {
+        const d = await openConnector(url, { write: true });
+        await d.finish(schema);
+        await d.close();
+        copyFileSync(`${pending}.saved`, pending); // the pending file was not removed yet
+        const { createHash } = await import("node:crypto");
+        mark = createHash("sha256").update(readFileSync(url)).digest("hex");
+      }
+      const offsets = saved.offsets as Record<string, { finishing?: string }>;
+      offsets["items.ndjson"] = { ...offsets["items.ndjson"], finishing: mark };
+      writeFileSync(journal, JSON.stringify(saved));
+      // Readers see the finished content either way, with no delete applied twice.
+      expect((await readBack(url)).items).toEqual(expected);
+      const e = await openConnector(url, { write: true });
+      await e.prepare(schema);
+      await e.finish(schema);
+      await e.close();
+      expect((await readBack(url)).items).toEqual(expected);
+      expect(existsSync(pending)).toBe(false);
+      expect(journalOf(url).offsets).toBeUndefined();
+    });
+  }
+
+  it("ndjson: finish records the SHA-256 of the rewritten file before renaming it", async () => {
+    const url = fresh(".ndjson", "items");
+    await writeAll(url, schema, base);
+    const c = await openConnector(url, { write: true });
+    await c.prepare(schema);
+    await c.write(schema, ops, cp());
+    await c.close();
+    const store = new NdjsonStore(url, url);
+    let recorded: string | undefined;
+    await store.applyPending(async (sha) => {
+      recorded = sha;
+      expect(readFileSync(url, "utf8")).toContain('"v":"v1"'); // not renamed yet
+    });
+    await store.close();
+    const { createHash } = await import("node:crypto");
+    expect(recorded).toBe(createHash("sha256").update(readFileSync(url)).digest("hex"));
+  });
+
+  it(".json: a delete committed before a kill is replayed from the pending log; an uncommitted one is cut off", async () => {
+    const url = fresh(".json", "items");
+    await writeAll(url, schema, base);
+    const before = readFileSync(url, "utf8");
+    const c = await openConnector(url, { write: true });
+    await c.prepare(schema);
+    await c.write(
+      schema,
+      [
+        { op: "delete", match: { id: 1 } },
+        { op: "insert", record: { id: 6, v: "v6" } },
+      ],
+      cp(),
+    );
+    await c.write(schema, [{ op: "delete", match: { id: 2 } }]);
+    await c.close(); // killed: the document is untouched, the log holds the batches
+    expect(readFileSync(url, "utf8")).toBe(before);
+    expect(ids((await readBack(url)).items)).toEqual([0, 2, 3, 4, 5, 6]);
+    const d = await openConnector(url, { write: true });
+    await d.prepare(schema);
+    expect(await d.count(schema)).toBe(6);
+    await d.write(
+      schema,
+      [
+        { op: "insert", record: { id: 1, v: "back" } },
+        { op: "delete", match: { id: 6 } },
+      ],
+      cp(),
+    );
+    await d.finish(schema);
+    await d.close();
+    expect((await readBack(url)).items).toEqual([...base.filter((x) => x.id !== 1), { id: 1, v: "back" }]);
+  });
+
+  it(".json: a finish with deletes interrupted after the rename is not applied twice", async () => {
+    const url = fresh(".json", "items");
+    await writeAll(url, schema, base);
+    const c = await openConnector(url, { write: true });
+    await c.prepare(schema);
+    await c.write(schema, ops, cp());
+    await c.close();
+    const pending = `${url}.items.ferry-pending`;
+    copyFileSync(pending, `${pending}.saved`);
+    const d = await openConnector(url, { write: true });
+    await d.finish(schema);
+    await d.close();
+    copyFileSync(`${pending}.saved`, pending);
+    const { createHash } = await import("node:crypto");
+    const journal = `${url}.ferry-journal.json`;
+    const j = JSON.parse(readFileSync(journal, "utf8"));
+    const sha = createHash("sha256").update(readFileSync(url)).digest("hex");
+    j.offsets = { "items.json.items.ferry-pending": { runId: "r1", length: 1e9, finishing: sha } };
+    writeFileSync(journal, JSON.stringify(j));
+    const e = await openConnector(url, { write: true });
+    await e.prepare(schema);
+    await e.finish(schema);
+    await e.close();
+    expect((await readBack(url)).items).toEqual(expected);
   });
 });
 

@@ -6,8 +6,11 @@
  * the checkpoint's journal entry and the byte length of every file appended to are saved in
  * one atomic write of the journal file; preparing a collection again cuts its files back to
  * those lengths, so bytes a killed process wrote after its last checkpoint disappear.
- * Records are never changed in place: replace/update operations wait in a pending file and
- * `finish` applies them in one rewrite (temp + fsync + rename), safely re-runnable.
+ * Records are never changed in place: replace/update/delete operations wait in a pending file
+ * (appended and checkpointed like the data) and `finish` applies them in one rewrite (temp +
+ * fsync + rename). A pending delete names the data file's length when it was written and
+ * removes only records before it (see `ndjson-store.ts`); before the rename the journal records
+ * the new content's SHA-256, so a finish interrupted after it is never applied twice.
  */
 import { createHash } from "node:crypto";
 import { constants, statSync } from "node:fs";
@@ -28,7 +31,7 @@ import { FerryError, isFerryError } from "../../core/errors.js";
 import type { CollectionSchema } from "../../core/schema.js";
 import type { Row, Value } from "../../core/values.js";
 import { AppendFile, sizeOf } from "./append-file.js";
-import { fsyncDir, readTextIfExists, removeDurably, writeFileAtomic } from "./atomic-file.js";
+import { fsyncDir, readTextIfExists, removeDurably, sha256File, writeFileAtomic } from "./atomic-file.js";
 import { INFER_SAMPLE, inferSchema } from "./infer-schema.js";
 import {
   arrayBytes,
@@ -41,6 +44,8 @@ import {
 import {
   type CommittedView,
   encodePendingLine,
+  hasDeletes,
+  type LoggedDelete,
   loadPendingGroups,
   NdjsonStore,
   PENDING_SUFFIX,
@@ -285,7 +290,12 @@ export class FilesConnector implements Connector {
   async count(collection: CollectionSchema): Promise<number | undefined> {
     if (this.loc.layout !== "json") {
       const store = this.storeFor(collection.name);
-      return store.count((await this.committedView(store)).end);
+      const view = await this.committedView(store);
+      if (!hasDeletes(view.pending)) return store.count(view.end);
+      // Committed deletes not applied yet: count what reading yields.
+      let n = 0;
+      for await (const b of store.read({ batchSize: 10_000, fields: [] }, view)) n += b.records.length;
+      return n;
     }
     const target = this.jsonTargets.get(collection.name);
     return (target?.table ?? (await this.readTable(collection.name))).rows.length;
@@ -306,16 +316,20 @@ export class FilesConnector implements Connector {
 
   /**
    * What readers see of a collection that a run is still writing: the data up to its last
-   * checkpoint, with the replace/update operations committed so far applied (as a database
-   * shows committed transactions).
+   * checkpoint, with the replace/update/delete operations committed so far applied (as a
+   * database shows committed transactions).
    */
   private async committedView(store: NdjsonStore): Promise<CommittedView> {
     const off = await this.journalStore.offsets();
     const d = off[basename(store.dataPath)];
     const p = off[basename(store.pending.path)];
     if (!d && !p) return {};
-    // While finishing, all of the pending file is committed (and re-applying it is harmless).
-    if (d?.finishing) return { pending: await loadPendingGroups(store.pending.path) };
+    if (d?.finishing) {
+      // The rewrite landed (the data file is the content finish recorded): nothing is pending.
+      if (typeof d.finishing === "string" && (await sha256File(store.dataPath)) === d.finishing) return {};
+      // While finishing, all of the pending file is committed.
+      return { pending: await loadPendingGroups(store.pending.path) };
+    }
     return {
       ...(d ? { end: d.length } : {}),
       ...(p ? { pending: await loadPendingGroups(store.pending.path, p.length) } : {}),
@@ -352,8 +366,12 @@ export class FilesConnector implements Connector {
     if (this.loc.layout !== "json") {
       const store = this.storeFor(collection.name);
       // Before prepare cuts back what a killed run left, only the committed part counts.
-      const end = this.prepared.has(collection.name) ? undefined : (await this.committedView(store)).end;
-      return store.lookup(fields, keys, end);
+      if (!this.prepared.has(collection.name)) {
+        const view = await this.committedView(store);
+        return store.lookup(fields, keys, view.end, view.pending);
+      }
+      // Records a pending delete removes are gone already.
+      return store.lookup(fields, keys, undefined, await store.pendingDeletes());
     }
     const table = this.jsonTargets.get(collection.name)?.table ?? (await this.readTable(collection.name));
     return table.lookup(fields, keys);
@@ -439,14 +457,23 @@ export class FilesConnector implements Connector {
     const dataLines: string[] = [];
     const inserted: Row[] = [];
     const pendingLines: string[] = [];
+    const deleted: LoggedDelete[] = [];
+    // Where the next inserted line will start: a delete removes the records before it only.
+    let end = store.data.length;
     ops.forEach((op, index) => {
       try {
         if (op.op === "insert") {
-          dataLines.push(encodeLine(op.record));
+          const line = encodeLine(op.record);
+          dataLines.push(line);
           inserted.push(op.record);
+          end += Buffer.byteLength(line) + 1;
         } else {
           if (Object.keys(op.match).length === 0) throw new Error(`${op.op} without match fields`);
-          pendingLines.push(encodePendingLine(op));
+          if (op.op === "delete") {
+            const logged: LoggedDelete = { op: "delete", match: op.match, before: end };
+            pendingLines.push(encodePendingLine(logged));
+            deleted.push(logged);
+          } else pendingLines.push(encodePendingLine(op));
         }
       } catch (err) {
         failures.push({ index, reason: `cannot store this record as JSON: ${errMessage(err)}` });
@@ -470,6 +497,7 @@ export class FilesConnector implements Connector {
       store.invalidate();
       throw err;
     });
+    store.noteDeletes(deleted);
     if (store.indexed && inserted.length > 0) {
       const offsets: number[] = [];
       let at = before[0] as number;
@@ -493,19 +521,29 @@ export class FilesConnector implements Connector {
   }
 
   /**
-   * Applies the pending file and forgets the collection's checkpointed lengths. While the
-   * rewrite runs, the journal marks the data file `finishing`, so a crash there is recovered
-   * by finishing again (re-applying is idempotent) rather than by truncating.
+   * Applies the pending file and forgets the collection's checkpointed lengths. Before the
+   * rewrite is renamed over the data file, the journal marks the data file `finishing` with
+   * the new content's SHA-256, so a crash after that is recovered by finishing (never by
+   * truncating): when the data file has that content, the rename happened and the pending
+   * operations are not applied again (a delete's position would be wrong in the new file);
+   * otherwise they are applied to the old file as the first time. A mark of `true` (older
+   * versions, no deletes) is finished by applying again, which replace/update allow.
    */
   private async completeFinish(store: NdjsonStore): Promise<void> {
     const pendingSize = await sizeOf(store.pending.path);
     const dKey = basename(store.dataPath);
     if (pendingSize) {
-      await this.journalStore.update((doc) => {
-        const off = offsetsOf(doc);
-        off[dKey] = { ...(off[dKey] ?? { runId: null, length: store.data.length }), finishing: true };
-      });
-      await store.applyPending();
+      const mark = (await this.journalStore.offsets())[dKey]?.finishing;
+      const landed = typeof mark === "string" && (await sha256File(store.dataPath)) === mark;
+      if (landed) store.invalidate();
+      else {
+        await store.applyPending(async (sha) => {
+          await this.journalStore.update((doc) => {
+            const off = offsetsOf(doc);
+            off[dKey] = { ...(off[dKey] ?? { runId: null, length: store.data.length }), finishing: sha };
+          });
+        });
+      }
     }
     await store.close();
     if (pendingSize !== undefined) await removeDurably(store.pending.path);
@@ -728,6 +766,12 @@ export class FilesConnector implements Connector {
   }
 
   private async prepareJson(collection: CollectionSchema): Promise<PrepareResult> {
+    // The instance exists once prepared, as a directory or an .ndjson file does: readers find
+    // what checkpoints committed before `finish` writes the collection into the document.
+    if ((await sizeOf(this.loc.path)) === undefined) {
+      await writeFileAtomic(this.loc.path, "{}\n");
+      this.jsonDoc = null;
+    }
     await this.claimSingle(collection.name);
     const t = await this.openJsonTarget(collection.name);
     const empty = t.table.rows.length === 0;

@@ -2,19 +2,37 @@
 import type { WriteOp } from "../../core/connector.js";
 import { keyOf, keyString, type Row, type Value } from "../../core/values.js";
 
-/** Rows in order, plus lazily built indexes (key string → row positions) per set of fields. */
+/**
+ * Rows in order, plus lazily built indexes (key string → row positions) per set of fields.
+ * A delete leaves a hole (so positions in the indexes stay right); {@link rows} closes them.
+ */
 export class RowTable {
   private readonly indexes = new Map<string, { fields: string[]; map: Map<string, number[]> }>();
+  private slots: (Row | undefined)[];
+  /** Holes in {@link slots}. */
+  private holes = 0;
 
-  constructor(readonly rows: Row[]) {}
+  constructor(rows: Row[]) {
+    this.slots = rows;
+  }
+
+  /** The rows in order, deleted ones left out. */
+  get rows(): Row[] {
+    if (this.holes > 0) {
+      this.slots = this.slots.filter((r) => r !== undefined);
+      this.holes = 0;
+      this.indexes.clear();
+    }
+    return this.slots as Row[];
+  }
 
   private index(fields: string[]): Map<string, number[]> {
     const sig = JSON.stringify(fields);
     let ix = this.indexes.get(sig);
     if (!ix) {
       const map = new Map<string, number[]>();
-      this.rows.forEach((r, i) => {
-        add(map, keyString(keyOf(r, fields)), i);
+      this.slots.forEach((r, i) => {
+        if (r !== undefined) add(map, keyString(keyOf(r, fields)), i);
       });
       ix = { fields, map };
       this.indexes.set(sig, ix);
@@ -29,30 +47,38 @@ export class RowTable {
     for (const k of keys) {
       const key = keyString(k);
       const at = ix.get(key)?.[0];
-      if (at !== undefined) out.set(key, this.rows[at] as Row);
+      if (at !== undefined) out.set(key, this.slots[at] as Row);
     }
     return out;
   }
 
-  /** Applies one operation: insert appends; replace and update change every matching row. */
+  /**
+   * Applies one operation: insert appends; replace and update change every matching row;
+   * delete removes every matching row (none matching is fine).
+   */
   apply(op: WriteOp): void {
     if (op.op === "insert") {
-      const i = this.rows.push(op.record) - 1;
+      const i = this.slots.push(op.record) - 1;
       for (const ix of this.indexes.values()) add(ix.map, keyString(keyOf(op.record, ix.fields)), i);
       return;
     }
     const fields = Object.keys(op.match);
     const at = this.index(fields).get(keyString(keyOf(op.match, fields))) ?? [];
     for (const i of [...at]) {
-      const before = this.rows[i] as Row;
+      const before = this.slots[i] as Row;
+      if (op.op === "delete") {
+        for (const ix of this.indexes.values()) remove(ix.map, keyString(keyOf(before, ix.fields)), i);
+        this.slots[i] = undefined;
+        this.holes++;
+        continue;
+      }
       const after = op.op === "replace" ? { ...op.record } : { ...before, ...op.record };
-      this.rows[i] = after;
+      this.slots[i] = after;
       for (const ix of this.indexes.values()) {
         const was = keyString(keyOf(before, ix.fields));
         const now = keyString(keyOf(after, ix.fields));
         if (was === now) continue;
-        const list = ix.map.get(was);
-        if (list) list.splice(list.indexOf(i), 1);
+        remove(ix.map, was, i);
         add(ix.map, now, i);
       }
     }
@@ -63,4 +89,12 @@ function add(map: Map<string, number[]>, key: string, i: number): void {
   const list = map.get(key);
   if (list) list.push(i);
   else map.set(key, [i]);
+}
+
+function remove(map: Map<string, number[]>, key: string, i: number): void {
+  const list = map.get(key);
+  if (!list) return;
+  const at = list.indexOf(i);
+  if (at >= 0) list.splice(at, 1);
+  if (list.length === 0) map.delete(key);
 }

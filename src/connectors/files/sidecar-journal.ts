@@ -27,8 +27,9 @@ export interface FileOffset {
   length: number;
   /**
    * Set while `finish` rewrites the collection: the file must not be truncated but finished.
-   * `true` for NDJSON (re-applying pending operations is idempotent); for `.json`, the
-   * SHA-256 of the content being written, to tell whether the rewrite already happened.
+   * The SHA-256 of the content being written, to tell whether the rewrite already happened
+   * (NDJSON: set on the data file just before the rename; `.json`: on the pending log).
+   * `true` (NDJSON, written by older versions): re-apply the pending operations.
    */
   finishing?: true | string;
 }

@@ -456,6 +456,86 @@ INSERT INTO people VALUES (1, 'a', 1, 'a@x', 'keep'), (2, 'b', 2, 'b@x', 'keep')
     }
   });
 
+  it("deletes by key in chunks, in order with the other ops; a key not there is no failure", async () => {
+    const { db, url } = await makeDb(`${TARGET}
+INSERT INTO people (id, name) SELECT seq, CONCAT('p', seq) FROM seq_1_to_2400;
+CREATE TABLE k (n INT NOT NULL, size ENUM('small', 'large') NOT NULL, v INT, PRIMARY KEY (n, size));
+INSERT INTO k VALUES (1, 'small', 1), (1, 'large', 2), (2, 'small', 3);`);
+    const c = await open(url, { write: true });
+    try {
+      const s = await schemaOf(c, "people");
+      // Every odd id (and ids that are not there), then id 5 back and id 7 deleted, then the reverse.
+      const ops: WriteOp[] = [];
+      for (let i = 1; i <= 2600; i += 2) ops.push({ op: "delete", match: { id: i } });
+      ops.push({ op: "insert", record: { id: 5, name: "back" } }, { op: "delete", match: { id: 7 } });
+      ops.push({ op: "insert", record: { id: 7, name: "back" } }, { op: "delete", match: { id: 5 } });
+      ops.push({ op: "delete", match: { name: "p2" } }, { op: "delete", match: { id: 4 } });
+      ops.push({ op: "delete", match: {} }, { op: "delete", match: { nope: 1 } });
+      const result = await c.write(s, ops);
+      const last = ops.length - 1;
+      expect(result.failures).toEqual([
+        { index: last - 1, reason: "delete without match fields: nothing to match" },
+        { index: last, reason: `${db}.people.nope: Unknown column 'nope' in 'WHERE'` },
+      ]);
+      const ids = (await rows(`SELECT id FROM \`${db}\`.people ORDER BY id`)).map((r) => r.id);
+      expect(ids).toEqual([...Array.from({ length: 1198 }, (_, i) => 2 * (i + 3)), 7].sort((x, y) => x - y));
+      // A composite key with an ENUM, its values spelled as replace and update spell them.
+      const k = await schemaOf(c, "k");
+      const r2 = await c.write(k, [
+        { op: "delete", match: { n: 1, size: "large" } },
+        { op: "delete", match: { size: "small", n: 2 } },
+        { op: "delete", match: { n: 3, size: "small" } },
+      ]);
+      expect(r2.failures).toEqual([]);
+      expect(await rows(`SELECT n, size FROM \`${db}\`.k`)).toEqual([{ n: 1, size: "small" }]);
+    } finally {
+      await c.close();
+    }
+  });
+
+  it("a delete of a record a foreign key still references becomes a failure naming it; the rest applies", async () => {
+    const { db, url } = await makeDb(`
+CREATE TABLE parent (id INT NOT NULL PRIMARY KEY, name VARCHAR(10)) ENGINE=InnoDB;
+CREATE TABLE child (id INT NOT NULL PRIMARY KEY, parent_id INT, FOREIGN KEY (parent_id) REFERENCES parent (id)) ENGINE=InnoDB;
+INSERT INTO parent VALUES (1, 'one'), (2, 'two'), (3, 'three');
+INSERT INTO child VALUES (10, 1);`);
+    const c = await open(url, { write: true });
+    try {
+      const parent = await schemaOf(c, "parent");
+      const child = await schemaOf(c, "child");
+      const result = await c.write(
+        parent,
+        [
+          { op: "delete", match: { id: 2 } },
+          { op: "delete", match: { id: 1 } },
+          { op: "insert", record: { id: 4, name: "four" } },
+          { op: "delete", match: { id: 3 } },
+        ],
+        { runId: "rb", id: "rb", entry: (r) => ({ failed: r.failures.map((f) => f.index) }) },
+      );
+      expect(result.failures).toEqual([
+        {
+          index: 1,
+          reason: `${db}.parent: Cannot delete or update a parent row: a foreign key constraint fails (\`${db}\`.\`child\`, CONSTRAINT \`child_ibfk_1\` FOREIGN KEY (\`parent_id\`) REFERENCES \`parent\` (\`id\`))`,
+        },
+      ]);
+      expect(await rows(`SELECT id FROM \`${db}\`.parent ORDER BY id`)).toEqual([{ id: 1 }, { id: 4 }]);
+      expect(await c.journal().get("rb")).toEqual({ failed: [1] });
+      // Other ops still load without checks afterwards (a child before its parent).
+      expect((await c.write(child, [{ op: "insert", record: { id: 11, parent_id: 9 } }])).failures).toEqual([]);
+      // Deleting the children first lets the parent go (as a rollback undoes an import).
+      const r2 = await c.write(child, [
+        { op: "delete", match: { id: 10 } },
+        { op: "delete", match: { id: 11 } },
+      ]);
+      expect(r2.failures).toEqual([]);
+      expect((await c.write(parent, [{ op: "delete", match: { id: 1 } }])).failures).toEqual([]);
+      expect(await rows(`SELECT id FROM \`${db}\`.parent ORDER BY id`)).toEqual([{ id: 4 }]);
+    } finally {
+      await c.close();
+    }
+  });
+
   it("looks up existing records, decoded as read() decodes them", async () => {
     const { url } = await makeDb(EVERYTHING);
     const c = await open(url, { write: true });

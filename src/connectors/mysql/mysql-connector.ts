@@ -89,8 +89,9 @@ export const mysqlFactory: ConnectorFactory = {
  *   `details.missing`.
  * - A target (`write: true`) is created if missing (utf8mb4) and written by a pool of
  *   `writers` sessions (default 1), each `write` one transaction, with `foreign_key_checks
- *   = 0` (as in a mysqldump file: core writes parents first, and foreign keys stay declared)
- *   and an `sql_mode` that is strict and allows zero dates.
+ *   = 0` (as in a mysqldump file: core writes parents first, and foreign keys stay declared;
+ *   deletes alone run with them checked) and an `sql_mode` that is strict and allows zero
+ *   dates.
  * - Values: integers as numbers (bigint beyond 2^53, up to unsigned 2^64−1), DECIMAL as the
  *   exact text MySQL prints, FLOAT/DOUBLE as numbers, TINYINT(1) and BIT(1) 0/1 as booleans
  *   (other values stay numbers), binary as bytes, DATE/DATETIME/TIMESTAMP as UTC dates
@@ -556,7 +557,9 @@ export class MysqlConnector implements Connector, TextExport {
    * same transaction. A record the server refuses (NOT NULL, CHECK, too long, duplicate key,
    * a value the column cannot hold, a replace or update that matches nothing) becomes a
    * failure with the server's reason naming `db.table.column`; the rest apply. Values are
-   * written by the target column's type (see {@link encoderFor}).
+   * written by the target column's type (see {@link encoderFor}). Deletes run with foreign
+   * keys checked, unlike the other ops: a record another table still references is refused
+   * (or its ON DELETE action applied), and a delete whose record is not there is no failure.
    *
    * @throws FerryError `E_WRITE` (or `E_PERMISSION`, `E_CONNECTION`) when the batch as a
    * whole failed: then nothing of it, and not the checkpoint, was written.

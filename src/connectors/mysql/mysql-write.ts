@@ -10,6 +10,11 @@
  * to a savepoint and the run goes again as INSERTs. A refused multi-row INSERT is undone
  * by InnoDB as a whole statement; its rows are then inserted one by one, so each refused
  * record becomes a failure with the server's reason and the others apply.
+ *
+ * Runs of deletes go in one `DELETE … WHERE (key <=> …) OR …` per chunk, with foreign keys
+ * checked (the session writes with `foreign_key_checks = 0`, which would let a delete leave
+ * references to a record that is gone); a chunk the server refuses is deleted one record
+ * at a time in the same way.
  */
 import { Readable } from "node:stream";
 import type { WriteFailure, WriteOp } from "../../core/connector.js";
@@ -47,6 +52,8 @@ const LOAD_DATA_MIN_ROWS = 20;
 const STATEMENT_CHARS = 1 << 20;
 /** Bytes per chunk of the LOAD DATA stream. */
 const LOAD_CHUNK = 64 * 1024;
+/** Records per DELETE statement, at most. */
+const KEYS_PER_DELETE = 1000;
 
 /** The columns an op writes: its record's fields, less generated columns and undefined values. */
 interface Shape {
@@ -57,6 +64,9 @@ interface Shape {
 }
 
 const generic = new Map<string, Encoder>();
+
+/** The shape of a delete, which writes no fields. */
+const NO_FIELDS: Shape = { names: [], columns: [], encoders: [], key: "" };
 
 function shapeOf(info: TableInfo, record: Row, previous: Shape | undefined): Shape {
   const names: string[] = [];
@@ -110,13 +120,29 @@ export async function applyOps(ctx: WriteContext, ops: WriteOp[]): Promise<Write
   const shapes: Shape[] = new Array(ops.length);
   let previous: Shape | undefined;
   for (let i = 0; i < ops.length; i++) {
-    previous = shapeOf(info, (ops[i] as WriteOp).record, previous);
-    shapes[i] = previous;
+    const op = ops[i] as WriteOp;
+    if (op.op === "delete") shapes[i] = NO_FIELDS;
+    else {
+      previous = shapeOf(info, op.record, previous);
+      shapes[i] = previous;
+    }
   }
   let i = 0;
   while (i < ops.length) {
     const op = ops[i] as WriteOp;
     const shape = shapes[i] as Shape;
+    if (op.op === "delete") {
+      const fields = Object.keys(op.match).join("\u0001");
+      let j = i + 1;
+      while (j < ops.length) {
+        const next = ops[j] as WriteOp;
+        if (next.op !== "delete" || Object.keys(next.match).join("\u0001") !== fields) break;
+        j++;
+      }
+      await deleteRun(ctx, ops, i, j, failures);
+      i = j;
+      continue;
+    }
     const upsertKey = op.op === "replace" ? upsertMatch(info, op) : undefined;
     if ((op.op === "insert" || upsertKey !== undefined) && shape.names.length > 0) {
       let j = i + 1;
@@ -223,7 +249,7 @@ async function bulk(
     size = 0;
   };
   for (let i = from; i < to; i++) {
-    const t = tuple(shape, (ops[i] as WriteOp).record);
+    const t = tuple(shape, (ops[i] as WriteOp & { op: "insert" | "replace" }).record);
     if (t instanceof RefusedValue) {
       failures.push({ index: i, reason: t.message });
       continue;
@@ -294,7 +320,7 @@ async function loadData(
   function* chunks(): Generator<Buffer> {
     let text = "";
     for (let i = from; i < to; i++) {
-      const record = (ops[i] as WriteOp).record;
+      const record = (ops[i] as WriteOp & { op: "insert" }).record;
       let line = "";
       try {
         for (let k = 0; k < shape.names.length; k++) {
@@ -344,10 +370,94 @@ async function loadData(
   return false;
 }
 
+/**
+ * The condition matching `match` (a replace's, an update's or a delete's): `field <=> value`
+ * for each field, values spelled as the column reads keys.
+ *
+ * @throws RefusedValue when a value cannot be spelled for its column.
+ */
+function matchWhere(info: TableInfo, match: Record<string, Value>): string {
+  return Object.keys(match)
+    .map((m) => {
+      const c = info.byName.get(m);
+      const v = match[m] as Value;
+      const lit = v === null ? "NULL" : c ? keyLiteral(c, v) : encoderFor("other", m).sql(v);
+      return `${quoteIdent(m)} <=> ${lit}`;
+    })
+    .join(" AND ");
+}
+
+/**
+ * Deletes ops `from`…`to`−1 (deletes matching on the same fields): one statement per chunk,
+ * each record's condition as {@link matchWhere} spells it, with foreign keys checked while
+ * they run. A chunk the server refuses (InnoDB undoes the statement whole) is deleted
+ * record by record, so each refused one becomes a failure and the others go. A record that
+ * is not there is not a failure.
+ */
+async function deleteRun(
+  ctx: WriteContext,
+  ops: WriteOp[],
+  from: number,
+  to: number,
+  failures: WriteFailure[],
+): Promise<void> {
+  const { session: s, info, database } = ctx;
+  const head = `DELETE FROM ${quoteIdent(info.name)} WHERE `;
+  const limit = Math.max(1024, Math.min(STATEMENT_CHARS, Math.floor((ctx.maxPacket - 1024) / 3)));
+  let conds: string[] = [];
+  let indexes: number[] = [];
+  let size = head.length;
+  const flush = async (): Promise<void> => {
+    if (conds.length === 0) return;
+    const r = await attempt(s, `${head}(${conds.join(") OR (")})`);
+    if (r.err !== undefined) {
+      if (conds.length === 1)
+        failures.push({ index: indexes[0] as number, reason: refusalReason(database, info.name, r.err) });
+      else {
+        for (let k = 0; k < conds.length; k++) {
+          const one = await attempt(s, `${head}(${conds[k]})`);
+          if (one.err !== undefined) {
+            failures.push({ index: indexes[k] as number, reason: refusalReason(database, info.name, one.err) });
+          }
+        }
+      }
+    }
+    conds = [];
+    indexes = [];
+    size = head.length;
+  };
+  await s.exec("SET SESSION foreign_key_checks = 1");
+  try {
+    for (let i = from; i < to; i++) {
+      const match = (ops[i] as WriteOp & { op: "delete" }).match;
+      if (Object.keys(match).length === 0) {
+        failures.push({ index: i, reason: "delete without match fields: nothing to match" });
+        continue;
+      }
+      let cond: string;
+      try {
+        cond = matchWhere(info, match);
+      } catch (err) {
+        if (!(err instanceof RefusedValue)) throw err;
+        failures.push({ index: i, reason: err.message });
+        continue;
+      }
+      if (conds.length >= KEYS_PER_DELETE || (conds.length > 0 && size + cond.length + 8 > limit)) await flush();
+      conds.push(cond);
+      indexes.push(i);
+      size += cond.length + 8;
+    }
+    await flush();
+  } finally {
+    // A session that cannot be put back to unchecked writes is never used again.
+    await s.exec("SET SESSION foreign_key_checks = 0").catch(() => s.destroy());
+  }
+}
+
 /** One replace (by a non-unique match) or update: an UPDATE of the matched rows. */
 async function single(
   ctx: WriteContext,
-  op: WriteOp,
+  op: Exclude<WriteOp, { op: "delete" }>,
   shape: Shape,
   index: number,
   failures: WriteFailure[],
@@ -371,14 +481,7 @@ async function single(
   let where: string;
   const sets: string[] = [];
   try {
-    where = matchNames
-      .map((m) => {
-        const c = info.byName.get(m);
-        const v = op.match[m] as Value;
-        const lit = v === null ? "NULL" : c ? keyLiteral(c, v) : encoderFor("other", m).sql(v);
-        return `${quoteIdent(m)} <=> ${lit}`;
-      })
-      .join(" AND ");
+    where = matchWhere(info, op.match);
     for (let k = 0; k < shape.names.length; k++) {
       const v = op.record[shape.names[k] as string] as Value;
       sets.push(

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import fc from "fast-check";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import type { ReadBatch } from "../../core/connector.js";
+import type { ReadBatch, WriteOp } from "../../core/connector.js";
 import { copy } from "../../core/copy.js";
 import { isFerryError } from "../../core/errors.js";
 import type { FerryEvent } from "../../core/events.js";
@@ -624,6 +624,76 @@ describe("writes", () => {
     ]);
     expect(r2.failures.map((f) => f.index)).toEqual([1]);
     expect(await rowsText(schema, "k", "x::text")).toEqual(["(1,x,v1)", "(1,y,v2b)"]);
+    await c.close();
+  });
+
+  it("deletes by key in order with the other ops; a key not there is no failure", async () => {
+    const { schema, url } = await freshSchema(
+      `${TABLE}; CREATE TABLE k (a bigint, b uuid, v text, PRIMARY KEY (a, b));
+       INSERT INTO m SELECT x, 'u' || x || '@x' FROM generate_series(1, 1200) x;
+       INSERT INTO k VALUES (9007199254740993, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'big'), (1, '00000000-0000-0000-0000-000000000000', 'one')`,
+    );
+    const c = await open(url, { write: true });
+    const m = await schemaOf(c, "m");
+    // Every odd id (and ids that are not there), then id 5 back and id 7 deleted, then the reverse.
+    const ops: WriteOp[] = [];
+    for (let i = 1; i <= 1300; i += 2) ops.push({ op: "delete", match: { id: i } });
+    ops.push({ op: "insert", record: { id: 5, email: "back5" } }, { op: "delete", match: { id: 7 } });
+    ops.push({ op: "insert", record: { id: 7, email: "back7" } }, { op: "delete", match: { id: 5 } });
+    ops.push({ op: "delete", match: { email: "u2@x" } }, { op: "delete", match: { id: 4 } });
+    ops.push({ op: "delete", match: {} }, { op: "delete", match: { nope: 1 } }, { op: "delete", match: { id: "x" } });
+    const r = await c.write(m, ops);
+    const last = ops.length - 1;
+    expect(r.failures).toEqual([
+      { index: last - 2, reason: "delete without match fields: nothing to match" },
+      { index: last - 1, reason: "no column nope in table m: cannot match on it" },
+      { index: last, reason: expect.stringMatching(/integer/) },
+    ]);
+    const ids = (await admin.query<{ id: number }>(`SELECT id FROM ${schema}.m ORDER BY id`)).rows.map((x) => x.id);
+    expect(ids).toEqual([...Array.from({ length: 598 }, (_, k) => 2 * (k + 3)), 7].sort((x, y) => x - y));
+    // A composite key, its values encoded as replace and update encode them (a uuid in capitals, a bigint).
+    const k = await schemaOf(c, "k");
+    const r2 = await c.write(k, [
+      { op: "delete", match: { a: 2n ** 53n + 1n, b: "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11" } },
+      { op: "delete", match: { a: 1, b: "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11" } },
+    ]);
+    expect(r2.failures).toEqual([]);
+    expect(await rowsText(schema, "k")).toEqual(["(1,00000000-0000-0000-0000-000000000000,one)"]);
+    await c.close();
+  });
+
+  it("a delete of a record a foreign key still references becomes a failure naming it; the rest applies", async () => {
+    const { schema, url } = await freshSchema(
+      `CREATE TABLE parent (id int PRIMARY KEY, name text);
+       CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent (id));
+       INSERT INTO parent VALUES (1, 'one'), (2, 'two'), (3, 'three'); INSERT INTO child VALUES (10, 1)`,
+    );
+    const c = await open(url, { write: true });
+    const parent = await schemaOf(c, "parent");
+    const r = await c.write(
+      parent,
+      [
+        { op: "delete", match: { id: 2 } },
+        { op: "delete", match: { id: 1 } },
+        { op: "insert", record: { id: 4, name: "four" } },
+        { op: "delete", match: { id: 3 } },
+      ],
+      { runId: "rb", id: "rb", entry: (result) => ({ failed: result.failures.map((f) => f.index) }) },
+    );
+    expect(r.failures).toEqual([
+      {
+        index: 1,
+        reason: expect.stringMatching(
+          /violates foreign key constraint "child_parent_id_fkey" on table "child".*still referenced/,
+        ),
+      },
+    ]);
+    expect(await rowsText(schema, "parent")).toEqual(["(1,one)", "(4,four)"]);
+    expect(await c.journal().get("rb")).toEqual({ failed: [1] });
+    // Deleting the child first lets the parent go (as a rollback undoes an import).
+    expect((await c.write(await schemaOf(c, "child"), [{ op: "delete", match: { id: 10 } }])).failures).toEqual([]);
+    expect((await c.write(parent, [{ op: "delete", match: { id: 1 } }])).failures).toEqual([]);
+    expect(await rowsText(schema, "parent")).toEqual(["(4,four)"]);
     await c.close();
   });
 

@@ -922,9 +922,11 @@ export class PostgresConnector implements Connector, BulkTransfer {
    * Applies `ops` in one transaction with `checkpoint` saved in `_ferry_journal` in the same
    * transaction. Inserts go by COPY; replaces by `INSERT … ON CONFLICT (match) DO UPDATE`
    * when the match fields are the primary key or a unique key (else `UPDATE`); updates by
-   * `UPDATE … FROM` a staging table. A record the server refuses (a constraint, a value its
-   * type rejects, a trigger) or that cannot be encoded for its column becomes a failure with
-   * the reason; the rest of the batch applies.
+   * `UPDATE … FROM` a staging table; deletes by `DELETE … USING` one (a delete whose record
+   * is not there is no failure). A record the server refuses (a constraint, a value its
+   * type rejects, a trigger; for a delete, a foreign key that still references the record)
+   * or that cannot be encoded for its column becomes a failure with the reason; the rest of
+   * the batch applies.
    *
    * @throws FerryError when the transaction itself fails (connection lost: `E_CONNECTION`;
    * a permission: `E_PERMISSION`; a deferred constraint at commit: `E_WRITE`): then nothing

@@ -1,9 +1,10 @@
 /**
  * Applying a batch of write operations inside an open transaction: runs of inserts go in
- * one `COPY … FROM STDIN`, runs of replaces and updates through a temporary staging table
- * filled by COPY and one `INSERT … ON CONFLICT` or `UPDATE … FROM`. A run the server
- * refuses is undone (savepoint) and halved until each refused operation stands alone, so it
- * is reported by index and everything else of the batch applies.
+ * one `COPY … FROM STDIN`, runs of replaces, updates and deletes through a temporary
+ * staging table filled by COPY and one `INSERT … ON CONFLICT`, `UPDATE … FROM` or
+ * `DELETE … USING`. A run the server refuses is undone (savepoint) and halved until each
+ * refused operation stands alone, so it is reported by index and everything else of the
+ * batch applies.
  */
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -48,7 +49,7 @@ interface Prepared {
   matchRaw: Value[];
   /** What ops of one statement share. */
   shape: string;
-  /** For replace/update: the match key, to keep repeated keys out of one statement. */
+  /** The match values as one key (replace, update, delete), to keep a key out of a replace or update run twice. */
   matchKey: string;
 }
 
@@ -110,7 +111,7 @@ export class BatchWriter {
       while (end < prepared.length) {
         const p = prepared[end] as Prepared;
         if (p.shape !== first.shape) break;
-        if (first.op !== "insert") {
+        if (first.op === "replace" || first.op === "update") {
           if (keys.has(p.matchKey)) break;
           keys.add(p.matchKey);
         }
@@ -168,8 +169,52 @@ export class BatchWriter {
     return shape;
   }
 
+  /**
+   * The match of a replace, update or delete, encoded as its columns encode values; undefined
+   * (and a failure recorded) when it names no field or a field the table lacks.
+   *
+   * @throws ValueRefused when a value cannot be encoded for its column.
+   */
+  #match(
+    index: number,
+    op: WriteOp & { match: Record<string, Value> },
+  ): Pick<Prepared, "matchNames" | "matchValues" | "matchRaw" | "matchKey"> | undefined {
+    const info = this.#info;
+    const matchNames: string[] = [];
+    const matchValues: CopyField[] = [];
+    for (const name of Object.keys(op.match)) {
+      const col = info.byName.get(name);
+      if (col === undefined) {
+        this.#fail(index, `no column ${name} in table ${info.name}: cannot match on it`);
+        return undefined;
+      }
+      matchNames.push(name);
+      matchValues.push(col.encode(op.match[name] as Value));
+    }
+    if (matchNames.length === 0) {
+      this.#fail(index, `${op.op} without match fields: nothing to match`);
+      return undefined;
+    }
+    const matchRaw = matchNames.map((n) => (op.match[n] ?? null) as Value);
+    return { matchNames, matchValues, matchRaw, matchKey: keyString(matchRaw) };
+  }
+
   /** Checks and encodes one op; undefined (and a failure recorded) when it cannot be written. */
   #prepare(index: number, op: WriteOp): Prepared | undefined {
+    if (op.op === "delete") {
+      try {
+        const match = this.#match(index, op);
+        if (match === undefined) return undefined;
+        const shape = `delete\u0001\u0001${match.matchNames.join("\u0002")}`;
+        return { index, op: "delete", names: [], values: [], line: "", ...match, shape };
+      } catch (err) {
+        if (err instanceof ValueRefused) {
+          this.#fail(index, err.message);
+          return undefined;
+        }
+        throw err;
+      }
+    }
     const info = this.#info;
     const shape = this.#shapeOf(op.record);
     if (shape.unknown !== undefined) {
@@ -199,33 +244,16 @@ export class BatchWriter {
         };
       }
       const values = cols.map((c, j) => c.encode(op.record[names[j] as string]));
-      const matchNames: string[] = [];
-      const matchValues: CopyField[] = [];
-      for (const name of Object.keys(op.match)) {
-        const col = info.byName.get(name);
-        if (col === undefined) {
-          this.#fail(index, `no column ${name} in table ${info.name}: cannot match on it`);
-          return undefined;
-        }
-        matchNames.push(name);
-        matchValues.push(col.encode(op.match[name] as Value));
-      }
-      if (matchNames.length === 0) {
-        this.#fail(index, `${op.op} without match fields: nothing to match`);
-        return undefined;
-      }
-      const matchRaw = matchNames.map((n) => (op.match[n] ?? null) as Value);
+      const match = this.#match(index, op);
+      if (match === undefined) return undefined;
       return {
         index,
         op: op.op,
         names,
         values,
         line: "",
-        matchNames,
-        matchValues,
-        matchRaw,
-        shape: `${op.op}\u0001${shape.key}\u0001${matchNames.join("\u0002")}`,
-        matchKey: keyString(matchRaw),
+        ...match,
+        shape: `${op.op}\u0001${shape.key}\u0001${match.matchNames.join("\u0002")}`,
       };
     } catch (err) {
       if (err instanceof ValueRefused) {
@@ -302,7 +330,7 @@ export class BatchWriter {
     return name;
   }
 
-  /** Replaces or updates: stage the run, then one statement per attempt. */
+  /** Replaces, updates or deletes: stage the run, then one statement per attempt. */
   async #changeRun(run: Prepared[]): Promise<void> {
     const first = run[0] as Prepared;
     const info = this.#info;
@@ -332,6 +360,15 @@ export class BatchWriter {
   /** The statement applying staged rows `$1..$2`; `returnsMatched` when it returns the ords it matched. */
   #changeSql(p: Prepared, stage: string): { sql: string; returnsMatched: boolean } {
     const info = this.#info;
+    const range = "s._ferry_ord BETWEEN $1 AND $2";
+    const on = p.matchNames.map((n, i) => `t.${quoteIdent(n)} = s._ferry_m${i}`).join(" AND ");
+    if (p.op === "delete") {
+      // A record that is not there is not a failure: deleting again deletes nothing.
+      return {
+        sql: `DELETE FROM ${this.#table} AS t USING ${stage} s WHERE ${range} AND ${on}`,
+        returnsMatched: false,
+      };
+    }
     const given = new Set(p.names);
     const inMatch = new Set(p.matchNames);
     const always = (c: ColumnInfo | undefined) => c?.identity === "a";
@@ -350,7 +387,6 @@ export class BatchWriter {
         sets.push(`${quoteIdent(c.name)} = DEFAULT`);
       }
     }
-    const range = "s._ferry_ord BETWEEN $1 AND $2";
     const arbiter = info.uniqueSets.some((u) => u.length === p.matchNames.length && u.every((c) => inMatch.has(c)));
     if (p.op === "replace" && arbiter) {
       const insertCols = [...p.names];
@@ -373,7 +409,6 @@ export class BatchWriter {
         returnsMatched: false,
       };
     }
-    const on = p.matchNames.map((n, i) => `t.${quoteIdent(n)} = s._ferry_m${i}`).join(" AND ");
     if (sets.length === 0) {
       return {
         sql: `SELECT DISTINCT s._ferry_ord AS ord FROM ${stage} s JOIN ${this.#table} t ON ${on} WHERE ${range}`,

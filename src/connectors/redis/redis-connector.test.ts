@@ -274,6 +274,188 @@ describe("redis connector", () => {
   });
 });
 
+describe("redis delete", () => {
+  const keyspace = (name: string): CollectionSchema => ({
+    name,
+    fields: ["key", "type", "ttl", "value"].map((f) => ({ name: f, type: "any" as const })),
+    primaryKey: ["key"],
+  });
+  const checkpoint = (id: string) => ({
+    runId: id,
+    id,
+    entry: (r: { failures: { index: number; reason: string }[] }) => ({ id, failures: r.failures.length }),
+  });
+
+  it("deletes a string, a hash and a key with a TTL in one batch with an insert, with its checkpoint", async () => {
+    const dst = await b.fresh();
+    await withClient(dst, async (r) => {
+      await r.set("app:s", "text");
+      await r.hset("app:h", { a: "1", b: "2" });
+      await r.set("app:t", "expiring", "PX", DAY);
+      await r.sadd("app:kept", "m");
+    });
+    const c = await openConnector(dst, { write: true });
+    try {
+      const { schema } = await c.prepare(keyspace("app"));
+      const r = await c.write(
+        schema,
+        [
+          { op: "delete", match: { key: "app:s" } },
+          { op: "insert", record: { key: "app:new", type: "string", ttl: null, value: "v" } },
+          { op: "delete", match: { key: "app:h" } },
+          { op: "delete", match: { key: new Uint8Array(Buffer.from("app:t")) } },
+          // Deleting what an earlier op of the batch wrote: ops apply in order.
+          { op: "insert", record: { key: "app:brief", type: "string", ttl: null, value: "gone" } },
+          { op: "delete", match: { key: "app:brief" } },
+        ],
+        checkpoint("run-1"),
+      );
+      expect(r.failures).toEqual([]);
+    } finally {
+      await c.close();
+    }
+    await withClient(dst, async (r) => {
+      expect(await r.exists("app:s", "app:h", "app:t", "app:brief")).toBe(0);
+      expect(await r.get("app:new")).toBe("v");
+      expect(await r.smembers("app:kept")).toEqual(["m"]);
+      expect(JSON.parse((await r.hget("ferry:journal", "run-1")) ?? "null")).toEqual({ id: "run-1", failures: 0 });
+    });
+  });
+
+  it("a missing key is no failure, and running the same deletes again changes nothing", async () => {
+    const dst = await b.fresh();
+    await withClient(dst, (r) => r.set("app:1", "x"));
+    const c = await openConnector(dst, { write: true });
+    try {
+      const { schema } = await c.prepare(keyspace("app"));
+      const ops = [
+        { op: "delete" as const, match: { key: "app:1" } },
+        { op: "delete" as const, match: { key: "app:never" } },
+      ];
+      expect((await c.write(schema, ops, checkpoint("run-2"))).failures).toEqual([]);
+      expect((await c.write(schema, ops, checkpoint("run-2"))).failures).toEqual([]);
+      expect(await c.lookup(schema, ["key"], [["app:1"], ["app:never"]])).toEqual(new Map());
+    } finally {
+      await c.close();
+    }
+    await withClient(dst, async (r) => {
+      expect(await r.dbsize()).toBe(1); // ferry:journal only
+    });
+  });
+
+  it("refuses a delete without a key or of Ferry's own keys as failures, and applies the rest", async () => {
+    const dst = await b.fresh();
+    await withClient(dst, (r) => r.mset("app:1", "x", "app:2", "y"));
+    const c = await openConnector(dst, { write: true });
+    try {
+      const { schema } = await c.prepare(keyspace("app"));
+      await c.journal().save("old", { id: "old" });
+      const r = await c.write(schema, [
+        { op: "delete", match: { key: "app:1" } },
+        { op: "delete", match: { id: 7 } },
+        { op: "delete", match: { key: "ferry:journal" } },
+        { op: "delete", match: { key: "app:2" } },
+      ]);
+      expect(r.failures.map((f) => f.index)).toEqual([1, 2]);
+      expect(r.failures[0]?.reason).toMatch(/key must be text or bytes/);
+      expect(r.failures[1]?.reason).toMatch(/Ferry's own/);
+    } finally {
+      await c.close();
+    }
+    await withClient(dst, async (r) => {
+      expect(await r.exists("app:1", "app:2")).toBe(0);
+      expect(await r.hget("ferry:journal", "old")).not.toBeNull();
+    });
+  });
+
+  it("deletes hashes of a ?hashes=rows table by key, a missing one too", async () => {
+    const dst = await b.fresh();
+    const c = await openConnector(`${dst}?hashes=rows`, { write: true });
+    try {
+      const { schema } = await c.prepare({
+        name: "apikey",
+        fields: [
+          { name: "key", type: "text" },
+          { name: "ttl", type: "datetime" },
+          { name: "name", type: "text" },
+        ],
+        primaryKey: ["key"],
+      });
+      const ttl = new Date(Date.now() + DAY);
+      const ins = await c.write(
+        schema,
+        ["apikey:1", "apikey:2", "apikey:3"].map((key) => ({ op: "insert", record: { key, ttl, name: key } })),
+      );
+      expect(ins.failures).toEqual([]);
+      const r = await c.write(
+        schema,
+        [
+          { op: "delete", match: { key: "apikey:1" } },
+          { op: "insert", record: { key: "apikey:4", ttl: null, name: "four" } },
+          { op: "delete", match: { key: "apikey:3" } },
+          { op: "delete", match: { key: "apikey:missing" } },
+        ],
+        checkpoint("run-3"),
+      );
+      expect(r.failures).toEqual([]);
+    } finally {
+      await c.close();
+    }
+    await withClient(dst, async (r) => {
+      expect((await r.keys("apikey:*")).sort()).toEqual(["apikey:2", "apikey:4"]);
+      expect(await r.hgetall("apikey:4")).toEqual({ name: "four" });
+      expect(await r.hexists("ferry:journal", "run-3")).toBe(1);
+    });
+    const back = await openConnector(`${dst}?hashes=rows`, {});
+    try {
+      const apikey = (await back.discover()).find((s) => s.name === "apikey");
+      expect(apikey?.fields.map((f) => f.name)).toEqual(["key", "ttl", "name"]);
+      const rows: unknown[] = [];
+      for await (const batch of back.read(apikey as CollectionSchema, { batchSize: 10 })) rows.push(...batch.records);
+      expect(rows.map((x) => (x as { key: string }).key).sort()).toEqual(["apikey:2", "apikey:4"]);
+    } finally {
+      await back.close();
+    }
+  });
+
+  it("deletes a table collection's hashes by primary key and by a natural key", async () => {
+    const dst = await b.fresh();
+    const users: CollectionSchema = {
+      name: "users",
+      fields: [
+        { name: "id", type: "integer", nullable: false },
+        { name: "email", type: "text" },
+      ],
+      primaryKey: ["id"],
+    };
+    const c = await openConnector(dst, { write: true });
+    try {
+      const { schema } = await c.prepare(users);
+      await c.write(
+        schema,
+        [1, 2, 3, 4].map((id) => ({ op: "insert", record: { id, email: `u${id}@example.com` } })),
+      );
+      const r = await c.write(
+        schema,
+        [
+          { op: "delete", match: { id: 1 } },
+          { op: "delete", match: { email: "u3@example.com" } },
+          { op: "delete", match: { id: 99 } },
+          { op: "delete", match: { email: "nobody@example.com" } },
+        ],
+        checkpoint("run-4"),
+      );
+      expect(r.failures).toEqual([]);
+      expect([...(await c.lookup(schema, ["id"], [[1], [2], [3], [4]])).keys()]).toEqual(["[2]", "[4]"]);
+    } finally {
+      await c.close();
+    }
+    await withClient(dst, async (r) => {
+      expect((await r.keys("users:*")).sort()).toEqual(["users:2", "users:4"]);
+    });
+  });
+});
+
 describe("redis bulk path: large keys, credentials, refusals", () => {
   let locked: TestRedis;
   let tiny: TestRedis;

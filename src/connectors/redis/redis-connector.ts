@@ -1404,7 +1404,9 @@ export class RedisConnector implements Connector, BulkTransfer {
    * write the whole key (DEL first); `update` merges: hash fields and set/sorted-set members
    * are added (incoming values win, the target's others stay), lists, strings and streams are
    * replaced, and the expiry becomes the incoming one. A merge into a key of another type is
-   * refused with the key named (before anything is sent).
+   * refused with the key named (before anything is sent). `delete` unlinks the key its
+   * match names (a table collection: the hash of the matched record); a key that does not
+   * exist is no failure, and Ferry's own `ferry:` keys are refused.
    */
   async write(collection: CollectionSchema, ops: WriteOp[], checkpoint?: Checkpoint): Promise<WriteResult> {
     const table = this.#tables.get(collection.name);
@@ -1414,11 +1416,11 @@ export class RedisConnector implements Connector, BulkTransfer {
     this.#shapes.clear();
     const tx = this.#client.multi();
     const rows = this.#rows.get(collection.name);
-    if (table) this.#writeTable(tx, table, ops, failures);
+    if (table) await this.#writeTable(tx, table, ops, failures);
     else if (rows)
       await this.#writeKeyspace(
         tx,
-        ops.map((op) => ({ ...op, record: recordOf(op.record, rows) })),
+        ops.map((op) => (op.op === "delete" ? op : { ...op, record: recordOf(op.record, rows) })),
         failures,
       );
     else await this.#writeKeyspace(tx, ops, failures);
@@ -1451,6 +1453,10 @@ export class RedisConnector implements Connector, BulkTransfer {
     }
     ops.forEach((op, index) => {
       try {
+        if (op.op === "delete") {
+          tx.unlink(deletableKey(valueBytes(op.match.key as Value, "key")));
+          return;
+        }
         const r = op.record;
         const key = valueBytes((op.op === "insert" ? r.key : op.match.key) as Value, "key");
         const type = String(r.type);
@@ -1481,10 +1487,27 @@ export class RedisConnector implements Connector, BulkTransfer {
     });
   }
 
-  #writeTable(tx: ReturnType<Redis["multi"]>, table: CollectionSchema, ops: WriteOp[], failures: WriteFailure[]): void {
+  async #writeTable(
+    tx: ReturnType<Redis["multi"]>,
+    table: CollectionSchema,
+    ops: WriteOp[],
+    failures: WriteFailure[],
+  ): Promise<void> {
     const byName = new Map(table.fields.map((f) => [f.name, f]));
+    // A delete by fields other than the primary key finds its hash in a lookup index: built
+    // now when no lookup built it (an update's match always had its lookup first).
+    for (const op of ops) {
+      if (op.op === "delete" && !coversKey(table, op.match)) await this.#index(table, Object.keys(op.match));
+    }
     ops.forEach((op, index) => {
       try {
+        if (op.op === "delete") {
+          const found = this.#indexFor(table, op.match);
+          // No record matched: nothing to delete (a rollback may run again).
+          if (found === undefined && !coversKey(table, op.match)) return;
+          tx.unlink(deletableKey(tableKey(table, found ?? op.match)));
+          return;
+        }
         if (op.op === "update") {
           const found = this.#indexFor(table, op.match);
           const key = tableKey(table, found ?? op.match);
@@ -1579,6 +1602,21 @@ export class RedisConnector implements Connector, BulkTransfer {
 }
 
 // ---------------------------------------------------------------------------------------
+
+/** Whether `match` names every primary key field of a table collection (so it names the hash). */
+function coversKey(table: CollectionSchema, match: Record<string, Value>): boolean {
+  return table.primaryKey.length > 0 && table.primaryKey.every((k) => match[k] !== undefined && match[k] !== null);
+}
+
+/**
+ * A key a `delete` may remove: any but Ferry's own (`ferry:…`, the journal and schemas).
+ *
+ * @throws RedisValueError for an internal key.
+ */
+function deletableKey(key: Buffer): Buffer {
+  if (isInternal(key)) throw new RedisValueError(`key ${key.toString("utf8")} is Ferry's own and is never deleted`);
+  return key;
+}
 
 /** The keys `<name>:…` of a collection named `name` (a table collection's, or one a target was given). */
 function namePattern(name: string): Pattern {

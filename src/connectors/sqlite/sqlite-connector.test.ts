@@ -628,6 +628,93 @@ describe("write", () => {
     await c.close();
   });
 
+  it("deletes by key in chunks, in order with the other ops; a key not there is no failure", async () => {
+    const path = makeDb(
+      `CREATE TABLE t (a INTEGER, b TEXT, v TEXT, PRIMARY KEY (a, b)) WITHOUT ROWID;
+       CREATE TABLE n (id INTEGER PRIMARY KEY, v TEXT)`,
+      (db) => {
+        const ins = db.prepare("INSERT INTO n (id, v) VALUES (?, ?)");
+        for (let i = 1; i <= 1200; i++) ins.run(i, `v${i}`);
+        db.prepare("INSERT INTO t VALUES (1, 'x', 'a'), (1, 'y', 'b'), (2, 'x', 'c')").run();
+      },
+    );
+    const c = await target(path);
+    const n = await schemaOf(c, "n");
+    // Every odd id (and ids that are not there) deleted, then id 5 inserted again, then deleted again.
+    const ops: WriteOp[] = [];
+    for (let i = 1; i <= 1300; i += 2) ops.push({ op: "delete", match: { id: i } });
+    ops.push({ op: "insert", record: { id: 5, v: "back" } }, { op: "delete", match: { id: 7 } });
+    ops.push({ op: "insert", record: { id: 7, v: "back" } }, { op: "delete", match: { id: 5 } });
+    ops.push({ op: "delete", match: {} }, { op: "delete", match: { nope: 1 } });
+    const r = await c.write(n, ops);
+    const last = ops.length - 1;
+    expect(r.failures).toEqual([
+      { index: last - 1, reason: "delete without match fields: nothing to match" },
+      { index: last, reason: expect.stringMatching(/no such column: "?nope/) },
+    ]);
+    const t = await schemaOf(c, "t");
+    const r2 = await c.write(t, [
+      { op: "delete", match: { a: 1, b: "x" } },
+      { op: "delete", match: { a: 2, b: "y" } },
+      // The match fields in another order (another statement), the integer as a bigint.
+      { op: "delete", match: { b: "x", a: 2n } },
+    ]);
+    expect(r2.failures).toEqual([]);
+    await c.close();
+    const ids = rowsOf(path, "SELECT id FROM n ORDER BY id").map((row) => Number(row[0]));
+    expect(ids).toEqual([...Array.from({ length: 600 }, (_, k) => 2 * (k + 1)), 7].sort((x, y) => x - y));
+    expect(rowsOf(path, "SELECT a, b FROM t")).toEqual([[1n, "y"]]);
+  });
+
+  it("refuses a delete of a record a foreign key still references, naming it, and applies the rest", async () => {
+    const path = makeDb(
+      `PRAGMA foreign_keys = OFF;
+       CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT);
+       CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent (id) ON DELETE CASCADE);
+       CREATE TABLE node (id INTEGER PRIMARY KEY, up INTEGER REFERENCES node (id));
+       CREATE TABLE orphan (id INTEGER PRIMARY KEY, gone_id INTEGER REFERENCES gone (id));
+       INSERT INTO parent VALUES (1, 'one'), (2, 'two'), (3, 'three');
+       INSERT INTO child VALUES (10, 1);
+       INSERT INTO node VALUES (1, NULL), (2, 1), (3, 2), (4, 4), (5, NULL), (6, 5);
+       INSERT INTO orphan VALUES (1, 1), (2, 2);`,
+    );
+    const c = await target(path);
+    const parent = await schemaOf(c, "parent");
+    const r = await c.write(parent, [
+      { op: "delete", match: { id: 2 } },
+      { op: "delete", match: { id: 1 } },
+      { op: "insert", record: { id: 4, name: "four" } },
+      { op: "delete", match: { id: 3 } },
+    ]);
+    expect(r.failures).toEqual([
+      { index: 1, reason: "FOREIGN KEY constraint failed: child (parent_id) still references the record" },
+    ]);
+    // Deleting the children first lets the parent go (as a rollback undoes an import).
+    const r2 = await c.write(await schemaOf(c, "child"), [{ op: "delete", match: { id: 10 } }]);
+    expect(r2.failures).toEqual([]);
+    const r3 = await c.write(parent, [{ op: "delete", match: { id: 1 } }]);
+    expect(r3.failures).toEqual([]);
+    // A tree: a node deleted with all that reference it in one statement, or one that references only itself, goes.
+    const node = await schemaOf(c, "node");
+    const r4 = await c.write(node, [
+      { op: "delete", match: { id: 3 } },
+      { op: "delete", match: { id: 2 } },
+      { op: "delete", match: { id: 4 } },
+      { op: "delete", match: { id: 5 } },
+    ]);
+    expect(r4.failures).toEqual([
+      { index: 3, reason: "FOREIGN KEY constraint failed: node (up) still references the record" },
+    ]);
+    // A table whose parent table is not in the database (a subset was copied) deletes as any other.
+    const r5 = await c.write(await schemaOf(c, "orphan"), [{ op: "delete", match: { id: 1 } }]);
+    expect(r5.failures).toEqual([]);
+    await c.close();
+    expect(rowsOf(path, "SELECT id FROM parent ORDER BY id")).toEqual([[4n]]);
+    expect(rowsOf(path, "SELECT id FROM child")).toEqual([]);
+    expect(rowsOf(path, "SELECT id FROM node ORDER BY id")).toEqual([[1n], [5n], [6n]]);
+    expect(rowsOf(path, "SELECT id FROM orphan")).toEqual([[2n]]);
+  });
+
   it("saves the checkpoint with the batch, and neither when the batch fails", async () => {
     const { path, c, s } = await people();
     const db = new Database(path);

@@ -35,7 +35,15 @@ import {
   type Value,
 } from "../../core/values.js";
 import { createIndexSql, createTableSql } from "./sqlite-ddl.js";
-import { describeTable, type KeyTerm, listTables, readTableInfo, type TableInfo } from "./sqlite-introspect.js";
+import {
+  describeTable,
+  type KeyTerm,
+  listTables,
+  type Reference,
+  readTableInfo,
+  referencesTo,
+  type TableInfo,
+} from "./sqlite-introspect.js";
 import { journalParams, journalUpsert, SqliteJournal } from "./sqlite-journal.js";
 import { messageOf, quoteIdent, sqliteCode } from "./sqlite-sql.js";
 import { type BindMode, fromSqliteJson, sqliteFieldFor, toSqlite } from "./sqlite-types.js";
@@ -56,6 +64,8 @@ let memoryDatabases = 0;
 
 /** Rows per multi-row INSERT (fewer when the fields would pass the variable limit). */
 const ROWS_PER_INSERT = 50;
+/** Records per DELETE statement (fewer when the match fields would pass the variable limit). */
+const KEYS_PER_DELETE = 500;
 
 /** The fields an op writes (its record's, less generated and undefined ones) and how each binds. */
 interface Shape {
@@ -94,8 +104,33 @@ function shapeOf(info: TableInfo, record: Row, previous: Shape | undefined): Sha
   return { names, modes, key: names.join("\u0001") };
 }
 
-/** A replace or update whose `match` found no record: nothing was written for it. */
+/** The shape of a delete, which writes no fields. */
+const NO_FIELDS: Shape = { names: [], modes: [], key: "" };
+
+/** A replace or update whose `match` found no record (or an op without match fields): nothing was written for it. */
 class NoMatchError extends Error {}
+
+/** A delete of a record that a foreign key still references. */
+class ReferencedError extends Error {}
+
+/**
+ * The values of `match` for `names`, bound as their columns bind: how replace, update and
+ * delete all match a record.
+ */
+function matchValues(info: TableInfo, match: Record<string, Value>, names: string[]): unknown[] {
+  return names.map((m) => toSqlite(match[m] as Value, info.byName.get(m)?.bind ?? "exact-integers"));
+}
+
+/**
+ * `names` (of alias `alias`, when given) among `n` tuples of parameters: `k IN (?, ?)` or
+ * `(k1, k2) IN (VALUES (?, ?), (?, ?))`.
+ */
+function keysIn(names: string[], n: number, alias?: string): string {
+  const cols = names.map((m) => (alias === undefined ? quoteIdent(m) : `${alias}.${quoteIdent(m)}`));
+  if (cols.length === 1) return `${cols[0]} IN (${Array.from({ length: n }, () => "?").join(", ")})`;
+  const tuple = `(${cols.map(() => "?").join(", ")})`;
+  return `(${cols.join(", ")}) IN (VALUES ${Array.from({ length: n }, () => tuple).join(", ")})`;
+}
 
 /**
  * Opens `sqlite:` instances.
@@ -128,8 +163,9 @@ export const sqliteFactory: ConnectorFactory = {
  *   whose parent table is missing while enforcing), self-referencing tables and reference
  *   cycles load across batches, and orphans the source already holds (enforcement is opt-in
  *   per connection in SQLite) are kept rather than refused. Check integrity afterwards with
- *   `PRAGMA foreign_key_check`. Cascades do not fire either; Ferry never deletes, and a
- *   replace only changes a referenced key when the record says so.
+ *   `PRAGMA foreign_key_check`. Cascades do not fire either: a replace only changes a
+ *   referenced key when the record says so, and a delete of a record that a foreign key
+ *   still references is refused (Ferry checks that itself; see {@link write}).
  * - Integers are read as canonical integers (`number`, or `bigint` beyond 2^53), BLOBs as
  *   `Buffer`s, and 0/1 in BOOLEAN-typed columns as booleans; everything else as stored
  *   (dates and JSON stay the text SQLite holds, so a copy is byte-for-byte).
@@ -151,6 +187,8 @@ export class SqliteConnector implements Connector, BulkTransfer {
   #db: Database.Database | undefined;
   #closed = false;
   readonly #tables = new Map<string, TableInfo>();
+  /** Per table, the foreign keys that reference it (known after its first delete). */
+  readonly #references = new Map<string, Reference[]>();
   readonly #journal: SqliteJournal;
   #writeReady = false;
   /** The journal mode to restore on close, when this connector switched it to WAL. */
@@ -313,6 +351,7 @@ export class SqliteConnector implements Connector, BulkTransfer {
   /** Drops cached table descriptions (and their statements) after DDL. */
   #forgetTables(): void {
     this.#tables.clear();
+    this.#references.clear();
   }
 
   #transaction<T>(db: Database.Database, fn: () => T): T {
@@ -614,6 +653,15 @@ export class SqliteConnector implements Connector, BulkTransfer {
    * the rest of the batch applies. Foreign keys are not enforced while Ferry writes (see
    * {@link SqliteConnector}), so the order of records and collections does not matter.
    *
+   * Deletes go by runs in one `DELETE … WHERE key IN (…)` per 500 records; a delete whose
+   * record is not there is no failure. Since the connection does not enforce foreign keys,
+   * Ferry checks the ones that reference the table first (one query per foreign key and
+   * statement): a record another record still references is refused with
+   * `FOREIGN KEY constraint failed: <table> (<columns>) still references the record`,
+   * whatever the key's ON DELETE action (it is not applied), and the others are deleted. A
+   * statement refused whole (a reference, a trigger's RAISE(ABORT)) is redone record by
+   * record to name the refused ones.
+   *
    * @throws FerryError `E_LOCKED` when another process holds the database, `E_WRITE` when the
    * transaction itself fails (disk full, I/O, a trigger's RAISE(ROLLBACK)): then nothing of
    * the batch, and not the checkpoint, was written.
@@ -641,8 +689,12 @@ export class SqliteConnector implements Connector, BulkTransfer {
     const shapes: Shape[] = new Array(ops.length);
     let previous: Shape | undefined;
     for (let i = 0; i < ops.length; i++) {
-      previous = shapeOf(info, (ops[i] as WriteOp).record, previous);
-      shapes[i] = previous;
+      const op = ops[i] as WriteOp;
+      if (op.op === "delete") shapes[i] = NO_FIELDS;
+      else {
+        previous = shapeOf(info, op.record, previous);
+        shapes[i] = previous;
+      }
     }
     const failures: WriteFailure[] = [];
     const attempt = (i: number): void => {
@@ -657,7 +709,24 @@ export class SqliteConnector implements Connector, BulkTransfer {
     let i = 0;
     while (i < ops.length) {
       const shape = shapes[i] as Shape;
-      if ((ops[i] as WriteOp).op !== "insert" || shape.names.length === 0) {
+      const op = ops[i] as WriteOp;
+      if (op.op === "delete" && Object.keys(op.match).length > 0) {
+        // Runs of deletes matching on the same fields go in one DELETE per chunk; a chunk
+        // refused whole is deleted one by one to tell which record was refused.
+        const names = Object.keys(op.match);
+        const same = names.join("\u0001");
+        const max = Math.max(1, Math.min(KEYS_PER_DELETE, Math.floor(MAX_VARIABLES / (2 * names.length))));
+        let j = i + 1;
+        while (j < ops.length && j - i < max) {
+          const next = ops[j] as WriteOp;
+          if (next.op !== "delete" || Object.keys(next.match).join("\u0001") !== same) break;
+          j++;
+        }
+        if (j - i === 1 || !this.#deleteMany(db, info, ops, names, i, j)) for (let k = i; k < j; k++) attempt(k);
+        i = j;
+        continue;
+      }
+      if (op.op !== "insert" || shape.names.length === 0) {
         attempt(i++);
         continue;
       }
@@ -684,7 +753,7 @@ export class SqliteConnector implements Connector, BulkTransfer {
       });
       const params: unknown[] = [];
       for (let i = from; i < to; i++) {
-        const record = (ops[i] as WriteOp).record;
+        const record = (ops[i] as WriteOp & { op: "insert" }).record;
         for (let k = 0; k < names.length; k++) params.push(toSqlite(record[names[k] as string], modes[k] as BindMode));
       }
       stmt.run(params);
@@ -695,8 +764,78 @@ export class SqliteConnector implements Connector, BulkTransfer {
     }
   }
 
+  /**
+   * Deletes the records matched by ops `from`…`to`−1 (all deletes matching on `names`) in
+   * one statement; false (nothing deleted) if one of them is referenced or the statement
+   * was refused.
+   */
+  #deleteMany(
+    db: Database.Database,
+    info: TableInfo,
+    ops: WriteOp[],
+    names: string[],
+    from: number,
+    to: number,
+  ): boolean {
+    try {
+      const params: unknown[] = [];
+      for (let i = from; i < to; i++)
+        params.push(...matchValues(info, (ops[i] as WriteOp & { op: "delete" }).match, names));
+      this.#deleteKeys(db, info, names, to - from, params);
+      return true;
+    } catch (err) {
+      if (!db.inTransaction) throw err;
+      return false;
+    }
+  }
+
+  /**
+   * Deletes the records whose `names` hold one of `n` tuples of `params`. Ferry writes with
+   * foreign keys off (see {@link SqliteConnector}), so it checks them itself first: when a
+   * record of another table (or another record of this one) references one of them, it
+   * throws {@link ReferencedError} and deletes nothing, as an enforcing connection would
+   * refuse the statement.
+   */
+  #deleteKeys(db: Database.Database, info: TableInfo, names: string[], n: number, params: unknown[]): void {
+    const fields = names.join("\u0001");
+    let refs = this.#references.get(info.name);
+    if (refs === undefined) {
+      refs = referencesTo(db, info);
+      this.#references.set(info.name, refs);
+    }
+    refs.forEach((ref: Reference, r: number) => {
+      const check = this.#statement(db, info, `referenced\u0001${r}\u0001${n}\u0001${fields}`, () => {
+        const child = ref.from.map((c) => `c.${quoteIdent(c)}`);
+        const parent = ref.to.map((c) => `p.${quoteIdent(c)}`).join(", ");
+        const held = child.length === 1 ? child[0] : `(${child.join(", ")})`;
+        // A record that references itself, or one deleted by the same statement, does not count.
+        const self = ref.self ? ` AND (${keysIn(names, n, "c")}) IS NOT 1` : "";
+        return `SELECT 1 FROM ${quoteIdent(ref.table)} AS c
+          WHERE ${held} IN (SELECT ${parent} FROM ${quoteIdent(info.name)} AS p WHERE ${keysIn(names, n, "p")})${self}
+          LIMIT 1`;
+      }).pluck();
+      if (check.get(ref.self ? [...params, ...params] : params) !== undefined) {
+        throw new ReferencedError(
+          `FOREIGN KEY constraint failed: ${ref.table} (${ref.from.join(", ")}) still references the record`,
+        );
+      }
+    });
+    this.#statement(
+      db,
+      info,
+      `delete\u0001${n}\u0001${fields}`,
+      () => `DELETE FROM ${quoteIdent(info.name)} WHERE ${keysIn(names, n)}`,
+    ).run(params);
+  }
+
   /** Runs one op; throws the engine's error (or {@link NoMatchError}) when it is refused. */
   #applyOp(db: Database.Database, info: TableInfo, op: WriteOp, shape: Shape): void {
+    if (op.op === "delete") {
+      const matchNames = Object.keys(op.match);
+      if (matchNames.length === 0) throw new NoMatchError("delete without match fields: nothing to match");
+      this.#deleteKeys(db, info, matchNames, 1, matchValues(info, op.match, matchNames));
+      return;
+    }
     const { names, modes, key: fieldKey } = shape;
     const values: unknown[] = names.map((n, k) => toSqlite(op.record[n], modes[k] as BindMode));
     const table = quoteIdent(info.name);
@@ -712,9 +851,7 @@ export class SqliteConnector implements Connector, BulkTransfer {
 
     const matchNames = Object.keys(op.match);
     if (matchNames.length === 0) throw new NoMatchError(`${op.op} without match fields: nothing to match`);
-    for (const m of matchNames) {
-      values.push(toSqlite(op.match[m] as Value, info.byName.get(m)?.bind ?? "exact-integers"));
-    }
+    values.push(...matchValues(info, op.match, matchNames));
     const where = matchNames.map((m) => `${quoteIdent(m)} = ?`).join(" AND ");
     const matchKey = matchNames.join("\u0001");
     let stmt: Database.Statement;
@@ -874,7 +1011,7 @@ export class SqliteConnector implements Connector, BulkTransfer {
     this.#closed = true;
     const db = this.#db;
     this.#db = undefined;
-    this.#tables.clear();
+    this.#forgetTables();
     this.#journal.reset();
     if (db === undefined || !db.open) return;
     // Detach first: an unqualified journal_mode pragma would change the source file too.

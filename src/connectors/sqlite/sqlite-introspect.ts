@@ -171,6 +171,57 @@ interface FkRow {
   on_delete: string;
 }
 
+/** `name` with ASCII letters in lower case, as SQLite compares names. */
+function asciiLower(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => c.toLowerCase());
+}
+
+/** A foreign key of another table (or of the table itself) that references a table. */
+export interface Reference {
+  /** The referencing table, as `sqlite_master` names it. */
+  table: string;
+  /** Its key columns, in order. */
+  from: string[];
+  /** The referenced table's columns they hold, in the same order. */
+  to: string[];
+  /** The table references itself. */
+  self: boolean;
+}
+
+/**
+ * The foreign keys of the database's tables that reference `parent`. One whose referenced
+ * columns the parent lacks (SQLite would call it a "foreign key mismatch") is left out:
+ * nothing can be said of the records it references.
+ */
+export function referencesTo(db: Database.Database, parent: TableInfo): Reference[] {
+  const rows = db
+    .prepare(
+      `SELECT m.name AS child, f.id AS id, f."from" AS "from", f."to" AS "to"
+       FROM sqlite_master AS m JOIN pragma_foreign_key_list(m.name) AS f
+       WHERE m.type = 'table' AND f."table" = ? COLLATE NOCASE
+       ORDER BY m.rowid, f.id, f.seq`,
+    )
+    .safeIntegers(false)
+    .all(parent.name) as { child: string; id: number; from: string; to: string | null }[];
+  const groups = new Map<string, typeof rows>();
+  for (const r of rows) {
+    const key = `${r.child}\u0000${r.id}`;
+    const group = groups.get(key);
+    if (group === undefined) groups.set(key, [r]);
+    else group.push(r);
+  }
+  const out: Reference[] = [];
+  for (const group of groups.values()) {
+    const from = group.map((r) => r.from);
+    // `REFERENCES parent` without columns means the parent's primary key.
+    const to = group.every((r) => r.to === null) ? parent.primaryKey : group.map((r) => r.to);
+    if (to.length !== from.length || !to.every((c) => c !== null && parent.byName.has(c))) continue;
+    const table = (group[0] as (typeof rows)[number]).child;
+    out.push({ table, from, to: to as string[], self: asciiLower(table) === asciiLower(parent.name) });
+  }
+  return out;
+}
+
 interface IndexListRow {
   seq: number;
   name: string;
