@@ -31,6 +31,19 @@ export type { CollectionSchema, FieldSchema, FieldType } from "./core/schema.js"
 export type { CollectionPlan, FieldMapping, MappingLevel, TypePlan } from "./core/type-plan.js";
 export { redactUrl } from "./core/url.js";
 export { decodeRow, encodeRow, PreciseDate, parseTimestamp, type Row, type Value } from "./core/values.js";
+export type { DecryptWith, EncryptTo } from "./package/encryption.js";
+export type { Compression, Manifest, ManifestCollection } from "./package/format.js";
+export {
+  type AppInfo,
+  type ExportOptions,
+  type ExportResult,
+  exportPackage,
+  type ImportOptions,
+  importPackage,
+  inspectPackage,
+  type ValidateOptions,
+  validatePackage,
+} from "./package/package.js";
 export type { CollectionConfig, FerryConfig, TransformContext } from "./profile/define-config.js";
 export { defineConfig, specsOf } from "./profile/define-config.js";
 export { checkInstances, type InstanceCheck, instanceUrl } from "./profile/instances.js";

@@ -5,7 +5,14 @@
  */
 import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream, createWriteStream, readFileSync, statSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync as copyFile,
+  createReadStream,
+  createWriteStream,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import mysql from "mysql2/promise";
@@ -360,6 +367,85 @@ describe("secrets and never-exported collections", () => {
     const f = await exportPackage({ from: SHOP, output: full, collectionSpecs: specs, includeSecrets: true });
     expect(f.manifest.omitted).toEqual({ fields: {}, collections: [] });
     expect(f.manifest.collections.map((c) => c.name)).toContain("orders");
+  });
+});
+
+describe("packages and runs that change underneath", () => {
+  it("a Redis hash's secret fields are left out of the package, its other fields kept", async () => {
+    const from = await redis.fresh();
+    const c = client(from);
+    try {
+      await c.hset("apikey:1", { name: "ci", apiKey: "cr_live_SECRET_1", limit: "10" });
+      await c.hset("apikey:2", { name: "bot", apiKey: "cr_live_SECRET_2" });
+    } finally {
+      c.disconnect();
+    }
+    const out = file("redis-secret.ferry");
+    const e = await exportPackage({
+      from,
+      output: out,
+      collections: ["apikeys"],
+      collectionSpecs: { apikeys: { match: ["apikey:*"], secret: ["apiKey"] } },
+    });
+    expect(e.manifest.omitted.fields).toEqual({ apikeys: ["apiKey"] });
+    const chunk = e.manifest.collections[0]?.chunks[0]?.entry as string;
+    const plain = zstdDecompress(execFileSync("tar", ["-xOf", out, chunk])).toString();
+    expect(plain).not.toContain("SECRET");
+    expect(plain).toContain('"name":"ci"');
+    const to = await redis.fresh();
+    await importPackage({ input: out, to });
+    const t = client(to);
+    try {
+      expect(await t.hgetall("apikey:1")).toEqual({ name: "ci", limit: "10" });
+    } finally {
+      t.disconnect();
+    }
+  });
+
+  it("an interrupted import resumes only from the same package", async () => {
+    const out = file("resume.ferry");
+    await exportPackage({ from: SHOP, output: out });
+    const to = `sqlite:${file("resume.db")}`;
+    const controller = new AbortController();
+    const stopped = await importPackage({
+      input: out,
+      to,
+      batchSize: 20,
+      signal: controller.signal,
+      onEvent: (e) => {
+        if (e.type === "progress") controller.abort();
+      },
+    }).catch((e: unknown) => e);
+    expect(isFerryError(stopped, "E_INTERRUPTED")).toBe(true);
+    // Another package at the same path: its bookmarks would mean other records.
+    await exportPackage({ from: SHOP, output: out, description: "another export" });
+    const other = await importPackage({ input: out, to, resume: true }).catch((e: unknown) => e);
+    expect(isFerryError(other, "E_DIRTY")).toBe(true);
+    expect((other as Error).message).toMatch(/is not the data it started on/);
+    // Started over (the records the first run wrote are skipped): every record once.
+    const r = await importPackage({ input: out, to, force: true, conflict: "skip" });
+    expect(r.status).toBe("done");
+    expect(await canonical(to)).toEqual(await canonical(SHOP));
+  });
+
+  it("a read stops with an error when the package lost entries after it was checked", async () => {
+    const { PackageReader } = await import("../src/package/reader.js");
+    const path = file("shrinks.ferry");
+    await exportPackage({ from: SHOP, output: path });
+    const reader = await PackageReader.open(path);
+    const cut = file("cut.ferry");
+    await rewrite(path, cut, (name, body) =>
+      name.startsWith("data/order_items/") || name === "manifest.json" ? undefined : body,
+    );
+    copyFile(cut, path);
+    const [items] = (await reader.discover()).filter((c) => c.name === "order_items");
+    const err = await (async () => {
+      for await (const _ of reader.read(items as NonNullable<typeof items>, { batchSize: 100 })) {
+        // reading
+      }
+    })().catch((e: unknown) => e);
+    expect(isFerryError(err, "E_CHECKSUM")).toBe(true);
+    expect((err as Error).message).toMatch(/ends before data\/order_items\/000001/);
   });
 });
 

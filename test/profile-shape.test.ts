@@ -112,6 +112,48 @@ describe("rename", () => {
     expect(got.customers).toBeUndefined();
   });
 
+  it("a foreign key follows a renamed parent that is not selected", async () => {
+    const file = join(tmp.dir, "orders-only.db");
+    await copy({
+      from: SHOP,
+      to: `sqlite:${file}`,
+      collections: ["orders"],
+      collectionSpecs: { customers: { rename: "clients" } },
+    });
+    const db = new Database(file, { readonly: true });
+    try {
+      const fks = db.prepare("PRAGMA foreign_key_list(orders)").all() as { table: string }[];
+      expect(fks.map((f) => f.table)).toEqual(["clients"]);
+    } finally {
+      db.close();
+    }
+  });
+
+  it("a run begun without a rename resumes to the same names after the profile adds one", async () => {
+    const file = join(tmp.dir, "no-rename.db");
+    const controller = new AbortController();
+    const err = await copy({
+      from: SHOP,
+      to: `sqlite:${file}`,
+      collections: ["customers"],
+      batchSize: 10,
+      signal: controller.signal,
+      onEvent: (e) => {
+        if (e.type === "progress") controller.abort();
+      },
+    }).catch((e: unknown) => e);
+    expect(isFerryError(err, "E_INTERRUPTED")).toBe(true);
+    await copy({
+      from: SHOP,
+      to: `sqlite:${file}`,
+      resume: true,
+      collectionSpecs: { customers: { rename: "clients" } },
+    });
+    const got = await readAll(`sqlite:${file}`);
+    expect(got.customers).toHaveLength(50);
+    expect(got.clients).toBeUndefined();
+  });
+
   it("refuses two collections renamed to one name", async () => {
     const err = await copy({
       from: SHOP,

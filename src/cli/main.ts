@@ -598,7 +598,7 @@ Examples:
           keys: await keysFor(flags.input, flags.identity),
           ...(flags.against ? { against: await urlOf(flags.against, cmd, flags.schema) } : {}),
           ...(flags.collections ? { collections: flags.collections } : {}),
-          ...(await specsFor(cmd)),
+          ...(await profileFor(cmd)),
           ...(await appOf(cmd)),
           conflict: flags.conflict,
           ...(flags.key ? { key: flags.key } : {}),

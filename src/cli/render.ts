@@ -38,6 +38,8 @@ export class HumanRenderer {
   private live = false;
   private lastPlain = new Map<string, number>();
   private width = 16;
+  /** The run's kind, from its start: an export is not resumable (it is run again). */
+  private command = "copy";
 
   constructor(private readonly out: Output) {}
 
@@ -45,6 +47,7 @@ export class HumanRenderer {
     switch (e.type) {
       case "run-start": {
         this.width = Math.max(16, ...e.collections.map((c) => c.name.length));
+        this.command = e.command;
         const verb = e.dryRun ? "dry run:" : e.resumed ? `resuming ${e.runId}:` : `run ${e.runId}:`;
         this.line(`${verb} ${e.command} ${e.source} → ${e.target}`);
         break;
@@ -82,7 +85,7 @@ export class HumanRenderer {
         if (planLevel(e.plan) !== "exact") this.line(planTable(e.plan, false));
         break;
       case "run-end":
-        this.line(summaryTable(e));
+        this.line(summaryTable(e, this.command !== "export"));
         break;
     }
   }
@@ -100,7 +103,7 @@ export class HumanRenderer {
 const COLUMNS: (keyof CollectionStats)[] = ["copied", "skipped", "overwritten", "merged", "failed"];
 
 /** The per-collection and total summary printed at the end of a run. */
-export function summaryTable(e: RunEndEvent): string {
+export function summaryTable(e: RunEndEvent, resumable = true): string {
   const heads = e.dryRun
     ? ["collection", "would copy", "skip", "overwrite", "merge", "refused"]
     : ["collection", "copied", "skipped", "overwritten", "merged", "failed", "time", "rows/s"];
@@ -128,11 +131,17 @@ export function summaryTable(e: RunEndEvent): string {
     : e.status === "done"
       ? "done"
       : e.status === "interrupted"
-        ? `interrupted: run the same command with --resume to continue run ${e.runId}`
+        ? resumable
+          ? `interrupted: run the same command with --resume to continue run ${e.runId}`
+          : "interrupted: no package was written; run the same command again"
         : `${e.status}${e.error ? `: ${e.error.message}` : e.total.failed > 0 ? `: ${num.format(e.total.failed)} record(s) refused by the target (listed above)` : ""}`;
   const stopped =
     !e.dryRun && e.status !== "interrupted" && e.unfinished.length > 0
-      ? [`not finished: ${e.unfinished.join(", ")} (run the same command with --resume to finish)`]
+      ? [
+          resumable
+            ? `not finished: ${e.unfinished.join(", ")} (run the same command with --resume to finish)`
+            : `not finished: ${e.unfinished.join(", ")}; no package was written`,
+        ]
       : [];
   return ["", fmt(heads), ...rows.map(fmt), "", status, ...stopped].join("\n");
 }

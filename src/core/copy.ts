@@ -42,6 +42,7 @@ import {
 import type { Bookmark } from "./messages.js";
 import { factoryFor, openConnector } from "./registry.js";
 import { type CollectionSchema, dependencyOrder, parentsOf } from "./schema.js";
+import { secretValues } from "./secrets.js";
 import { buildTypePlan, type FieldMapper, fieldsAt, type TypePlan, type ValueCheck, valueCheck } from "./type-plan.js";
 import { redactUrl } from "./url.js";
 import { encodeValue, keyOf, keyString, type Row, setField, type Value } from "./values.js";
@@ -327,6 +328,13 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
       for (const b of blocking) await journal.save({ ...b, status: "abandoned", endedAt: new Date().toISOString() });
     }
   }
+  if (entry && entry.options.revision !== source.revision) {
+    throw new FerryError(
+      "E_DIRTY",
+      `cannot resume run ${entry.id}: ${source.displayUrl} is not the data it started on (${entry.options.revision ? `revision ${entry.options.revision.slice(0, 12)}…, now ${source.revision?.slice(0, 12) ?? "none"}…` : "it had no revision"}): resume with the same file, or run without --resume and with --force to start over`,
+      { details: { runId: entry.id } },
+    );
+  }
   if (entry) {
     // Resume exactly the collections and options of the interrupted run.
     o = {
@@ -506,9 +514,9 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
           // Each collection's mode and match key, so a resume does not depend on the profile then.
           conflicts: Object.fromEntries(jobs.map((j) => [j.source.name, j.conflict])),
           keys: Object.fromEntries(jobs.map((j) => [j.source.name, j.key])),
-          ...(jobs.some((j) => j.shape.name !== j.source.name)
-            ? { targets: Object.fromEntries(jobs.map((j) => [j.source.name, j.shape.name])) }
-            : {}),
+          // Always saved: a resume writes where the run began, whatever the profile says by then.
+          targets: Object.fromEntries(jobs.map((j) => [j.source.name, j.shape.name])),
+          ...(source.revision ? { revision: source.revision } : {}),
           batchSize: o.batchSize,
           jobs: o.jobs,
           ...(o.allowLossy ? { allowLossy: true } : {}),
@@ -918,12 +926,13 @@ export function targetShapes(
   specs: Record<string, CollectionSpec> | undefined,
   saved?: Record<string, string>,
 ): Map<string, CollectionSchema> {
-  const names = new Map(selected.map((s) => [s.name, saved?.[s.name] ?? specOf(s.name, specs)?.rename ?? s.name]));
+  // Any collection's target name, selected or not (a foreign key may name an unselected parent).
+  const nameOf = (n: string): string => saved?.[n] ?? specOf(n, specs)?.rename ?? n;
   const out = new Map<string, CollectionSchema>();
   const taken = new Map<string, string>();
   for (const s of selected) {
     const spec = specOf(s.name, specs);
-    const name = names.get(s.name) ?? s.name;
+    const name = nameOf(s.name);
     const other = taken.get(name);
     if (other !== undefined) {
       throw new FerryError(
@@ -951,10 +960,8 @@ export function targetShapes(
       }
     }
     const foreignKeys = s.foreignKeys?.map((fk) => {
-      const parent = names.get(fk.references.collection);
-      return parent === undefined || parent === fk.references.collection
-        ? fk
-        : { ...fk, references: { ...fk.references, collection: parent } };
+      const parent = nameOf(fk.references.collection);
+      return parent === fk.references.collection ? fk : { ...fk, references: { ...fk.references, collection: parent } };
     });
     const changed =
       name !== s.name ||
@@ -1097,10 +1104,9 @@ function redact(text: string, j: Job, ...records: (Row | null | undefined)[]): s
   if (!secret || secret.length === 0) return text;
   let out = text;
   for (const r of records) {
-    for (const f of secret) {
-      const v = r?.[f];
-      if (v === null || v === undefined) continue;
-      const shown = typeof v === "string" ? v : v instanceof Uint8Array ? "" : JSON.stringify(encodeValue(v));
+    if (!r) continue;
+    for (const v of secretValues(r, secret)) {
+      const shown = typeof v === "string" ? v : v instanceof Uint8Array ? "" : JSON.stringify(encodeValue(v as Value));
       if (shown.length >= 3) out = out.split(shown).join("***");
     }
   }
@@ -1175,14 +1181,18 @@ function uniqueSets(j: Job): string[][] {
  */
 function duplicateOf(j: Job, r: Row, seen: Map<string, string>): string | undefined {
   const key = describeKey(j.key, keyOf(r, j.key));
-  for (const fields of uniqueSets(j)) {
+  const sets = uniqueSets(j).map((fields) => {
     const values = fields.map((f) => r[f] ?? null);
-    const id = JSON.stringify([fields, values.map((v) => encodeValue(v))]);
+    return { fields, values, id: JSON.stringify([fields, values.map((v) => encodeValue(v))]) };
+  });
+  // Checked against every set first: a refused record's values are not remembered.
+  if (sets.every((x) => !seen.has(x.id))) {
+    for (const x of sets) seen.set(x.id, key);
+    return undefined;
+  }
+  for (const { fields, values, id } of sets) {
     const first = seen.get(id);
-    if (first === undefined) {
-      seen.set(id, key);
-      continue;
-    }
+    if (first === undefined) continue;
     const what = fields === j.spec?.naturalKey ? "a natural key" : "the profile's key";
     return redact(
       first === key
@@ -1373,10 +1383,12 @@ async function bulkCopy(
   }
 }
 
-type OpKind = WriteOp["op"];
+/** The ops a copy decides (it never deletes: rollback does). */
+type RecordOp = Exclude<WriteOp, { op: "delete" }>;
+type OpKind = RecordOp["op"];
 
 interface Decided {
-  ops: WriteOp[];
+  ops: RecordOp[];
   skipped: number;
   refused: { key: string; reason: string }[];
 }

@@ -79,8 +79,10 @@ export interface RunEntry {
     conflicts?: Record<string, ConflictMode>;
     /** Each collection's match key (`--key`, the profile's natural key, or the primary key). */
     keys?: Record<string, string[]>;
-    /** Each collection's name at the target, when the profile renames some. */
+    /** Each collection's name at the target (as the profile renamed it when the run began). */
     targets?: Record<string, string>;
+    /** The source's revision when the run began (a package's digest): a resume needs the same. */
+    revision?: string;
     batchSize: number;
     /** Parallel jobs. Default 1 (entries written before `--jobs` existed). */
     jobs?: number;

@@ -80,6 +80,14 @@ export async function decryptStream(
     const out = await d.decrypt(web);
     return Readable.fromWeb(out as unknown as WebReadableStream<Uint8Array>);
   } catch (err) {
+    const why = (err as Error).message;
+    if (!/no identity matched|passphrase|recipient|scrypt/i.test(why)) {
+      // Not a key that failed: the header itself is damaged.
+      throw new FerryError("E_CHECKSUM", `${file}: its age header is damaged (${why}): not a whole encrypted package`, {
+        cause: err,
+        details: { file },
+      });
+    }
     const what = keys.passphrase !== undefined ? "the passphrase" : "the identity";
     throw new FerryError(
       "E_DECRYPT",

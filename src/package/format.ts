@@ -4,7 +4,7 @@
  * A package is a POSIX tar file (so `tar tvf` lists it), optionally encrypted whole in the
  * age format (so `age -d` opens it). Its entries, in order:
  * - `data/<collection>/<n>.ndjson.zst` (or `.gz`): the collection's records, one JSON object
- *   per line in Ferry's tagged-value codec (bigints, dates, bytes keep their types), at most
+ *   per line in Ferry's tagged-value codec (bigints, dates, bytes keep their types), about
  *   {@link CHUNK_BYTES} of text per entry, each entry compressed on its own;
  * - `manifest.json`, last: what the package holds and every checksum (see {@link Manifest}).
  *
@@ -21,8 +21,12 @@ import type { CollectionSchema } from "../core/schema.js";
 export const PACKAGE_FORMAT = "ferry-package";
 /** The format version this Ferry writes; it reads this one and older. */
 export const PACKAGE_VERSION = 1;
-/** Most uncompressed bytes of records per data entry. */
+/** Uncompressed bytes of records after which a data entry is closed (it ends with the line that reaches it). */
 export const CHUNK_BYTES = 4 << 20;
+/** Largest record (its line of JSON) a package takes; the reader accepts entries up to {@link MAX_ENTRY_BYTES}. */
+export const MAX_RECORD_BYTES = 128 << 20;
+/** Largest entry a reader accepts: a chunk's text plus one record at most, compressed or not. */
+export const MAX_ENTRY_BYTES = CHUNK_BYTES + MAX_RECORD_BYTES + (1 << 20);
 /** The manifest's entry name. */
 export const MANIFEST_ENTRY = "manifest.json";
 

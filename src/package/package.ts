@@ -170,7 +170,8 @@ export async function importPackage(o: ImportOptions): Promise<CopyResult & { ma
 }
 
 /** Options of {@link validatePackage}. */
-export interface ValidateOptions extends Pick<CopyOptions, "collections" | "collectionSpecs" | "conflict" | "key"> {
+export interface ValidateOptions
+  extends Pick<CopyOptions, "collections" | "collectionSpecs" | "dependsOn" | "conflict" | "key"> {
   input: string;
   keys?: DecryptWith;
   app?: AppInfo;

@@ -21,6 +21,7 @@ import { type DecryptWith, decryptStream, isAgeEncrypted, isEncryptedFile } from
 import {
   type Compression,
   MANIFEST_ENTRY,
+  MAX_ENTRY_BYTES,
   type Manifest,
   type ManifestCollection,
   manifestDigest,
@@ -28,9 +29,6 @@ import {
   PACKAGE_VERSION,
 } from "./format.js";
 import { MemoryJournal } from "./memory-journal.js";
-
-/** Largest entry accepted (a data entry holds ~4 MB of text compressed; more is not Ferry's). */
-const MAX_ENTRY_BYTES = 256 << 20;
 
 /** One entry of the tar. */
 interface Entry {
@@ -52,6 +50,8 @@ export class PackageReader implements Connector {
   readonly engine = "package";
   readonly displayUrl: string;
   readonly identity: string;
+  /** The manifest's digest: a resumed import must read the same package. */
+  readonly revision: string;
   readonly manifest: Manifest;
   readonly encrypted: boolean;
   readonly fileBytes: number;
@@ -65,6 +65,7 @@ export class PackageReader implements Connector {
     this.displayUrl = path;
     this.identity = `package:${this.#path}`;
     this.manifest = check.manifest;
+    this.revision = check.manifest.digest;
     this.encrypted = check.encrypted;
     this.fileBytes = check.fileBytes;
   }
@@ -140,6 +141,12 @@ export class PackageReader implements Connector {
       }
       if (i === mc.chunks.length - 1) return;
     }
+    // The tar ended before this collection's last entry: the file changed since it was checked.
+    throw new FerryError(
+      "E_CHECKSUM",
+      `${this.displayUrl}: ends before ${mc.chunks.at(-1)?.entry} (the file changed since it was checked): stopped before writing the missing records`,
+      { details: { entry: mc.chunks.at(-1)?.entry } },
+    );
   }
 
   async prepare(): Promise<PrepareResult> {

@@ -22,7 +22,8 @@ import type {
 } from "../core/connector.js";
 import { FerryError } from "../core/errors.js";
 import type { CollectionSchema } from "../core/schema.js";
-import { type Row, setField, type Value } from "../core/values.js";
+import { withoutSecrets } from "../core/secrets.js";
+import type { Row } from "../core/values.js";
 import { compressChunk } from "./compression.js";
 import { type EncryptTo, encryptStream } from "./encryption.js";
 import {
@@ -31,6 +32,7 @@ import {
   type Compression,
   chunkEntry,
   MANIFEST_ENTRY,
+  MAX_RECORD_BYTES,
   type Manifest,
   type ManifestCollection,
   manifestDigest,
@@ -109,10 +111,11 @@ export class PackageWriter implements Connector {
   /** Opens the output: tar → (age) → `<file>.partial`. */
   async #start(): Promise<void> {
     if (this.#done) return;
-    const out = createWriteStream(this.#partial, { mode: 0o600 });
+    // The encryption first: a bad recipient is refused before any file is opened.
     const source: Readable = this.#o.encryption
       ? await encryptStream(this.#pack as unknown as AsyncIterable<Uint8Array>, this.#o.encryption)
       : Readable.from(this.#pack as unknown as AsyncIterable<Uint8Array>);
+    const out = createWriteStream(this.#partial, { mode: 0o600 });
     this.#done = pipeline(source, out).catch((err: unknown) => {
       this.#failed ??= err;
     });
@@ -167,18 +170,25 @@ export class PackageWriter implements Connector {
       }
       let line: string;
       try {
-        line = `${encodeLine(c.omit.size === 0 ? op.record : withoutKeys(op.record, c.omit))}\n`;
+        line = `${encodeLine(c.omit.size === 0 ? op.record : withoutSecrets(op.record, c.omit))}\n`;
       } catch (err) {
         failures.push({ index, reason: `cannot be written as JSON: ${(err as Error).message}` });
         return;
       }
+      const bytes = Buffer.byteLength(line);
+      if (bytes > MAX_RECORD_BYTES) {
+        failures.push({
+          index,
+          reason: `is ${bytes} bytes as JSON: a package takes records up to ${MAX_RECORD_BYTES}`,
+        });
+        return;
+      }
       c.lines.push(line);
       c.pending++;
-      c.pendingBytes += Buffer.byteLength(line);
+      c.pendingBytes += bytes;
       if (c.pendingBytes >= CHUNK_BYTES) this.#flush(c);
     });
-    await this.#tail;
-    this.#throwIfFailed();
+    await this.#settled();
     const result = { failures };
     if (checkpoint) await this.#journal.save(checkpoint.id, checkpoint.entry(result));
     return result;
@@ -213,6 +223,16 @@ export class PackageWriter implements Connector {
     });
   }
 
+  /** Waits for the queued entries; a failed output is reported by its cause (a full disk), not tar's. */
+  async #settled(): Promise<void> {
+    try {
+      await this.#tail;
+    } catch (err) {
+      this.#failed ??= err;
+    }
+    this.#throwIfFailed();
+  }
+
   #throwIfFailed(): void {
     if (this.#failed !== undefined) {
       throw new FerryError("E_WRITE", `cannot write ${this.displayUrl}: ${(this.#failed as Error).message}`, {
@@ -224,8 +244,7 @@ export class PackageWriter implements Connector {
   async finish(collection: CollectionSchema): Promise<void> {
     const c = this.#collections.get(collection.name);
     if (c) this.#flush(c);
-    await this.#tail;
-    this.#throwIfFailed();
+    await this.#settled();
   }
 
   /**
@@ -235,7 +254,7 @@ export class PackageWriter implements Connector {
    */
   async commit(): Promise<Manifest> {
     for (const c of this.#collections.values()) this.#flush(c);
-    await this.#tail;
+    await this.#settled();
     const collections: ManifestCollection[] = this.#order.map((n) => {
       const c = this.#collections.get(n) as Open;
       return {
@@ -299,10 +318,4 @@ function withoutFields(s: CollectionSchema, omit: Set<string>): CollectionSchema
     ...(indexes ? { indexes: indexes.filter((i) => !i.fields.some((f) => omit.has(f))) } : {}),
     ...(uniqueKeys ? { uniqueKeys: uniqueKeys.filter((k) => !k.some((f) => omit.has(f))) } : {}),
   };
-}
-
-function withoutKeys(r: Row, omit: Set<string>): Row {
-  const out: Row = {};
-  for (const k of Object.keys(r)) if (!omit.has(k)) setField(out, k, r[k] as Value);
-  return out;
 }
