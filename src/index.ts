@@ -27,6 +27,14 @@ export type { CollectionStats, ConflictMode, RunEntry, RunStatus } from "./core/
 export type { Message } from "./core/messages.js";
 export { type PlanOptions, plan } from "./core/plan.js";
 export { openConnector, registerConnector } from "./core/registry.js";
+export {
+  type ChangedRecord,
+  type ForgetOptions,
+  forget,
+  type RollbackOptions,
+  type RollbackResult,
+  rollback,
+} from "./core/rollback.js";
 export type { CollectionSchema, FieldSchema, FieldType } from "./core/schema.js";
 export type { CollectionPlan, FieldMapping, MappingLevel, TypePlan } from "./core/type-plan.js";
 export { redactUrl } from "./core/url.js";

@@ -5,6 +5,7 @@
  * instances; the suite seeds and reads them only through the connector contract and `copy`.
  */
 import { afterAll, describe, expect, it } from "vitest";
+import type { Checkpoint, Connector, UndoRow } from "../src/core/connector.js";
 import { copy } from "../src/core/copy.js";
 import { isFerryError } from "../src/core/errors.js";
 import type { FerryEvent } from "../src/core/events.js";
@@ -173,6 +174,92 @@ export function conformance(t: ConformanceTarget): void {
       expect(canonical({ teams: after.teams ?? [] })).toEqual(
         canonical({ teams: [1, 3, 4].map((id) => ({ id, name: `team ${id}` })) }),
       );
+    });
+
+    it("keeps an undo log with the checkpoints: read back highest seq first (read-only too); forget removes one run", async () => {
+      const url = await t.fresh();
+      const text = "unicode: żółć 🚢, quotes ' \" and \\ slash";
+      const checkpoint = (runId: string, id: string, seq: number | undefined): Checkpoint => ({
+        runId,
+        id,
+        entry: (result) => ({ id, startedAt: "2026-01-01T00:00:00Z", failed: result.failures.length }),
+        undo: () => (seq === undefined ? undefined : { runId, seq, entry: { seq, added: [[seq]], text } }),
+      });
+      const undoOf = async (c: Connector, runId: string): Promise<UndoRow[]> => {
+        const out: UndoRow[] = [];
+        for await (const row of c.journal().undo(runId)) out.push(row);
+        return out;
+      };
+      const ids = async (c: Connector): Promise<string[]> =>
+        ((await c.journal().list()) as { id: string }[]).map((e) => e.id).sort();
+      // A run id that is a prefix of another's, and ids with LIKE's wildcards.
+      const batches: [runId: string, id: string, seq: number | undefined][] = [
+        ["u_1", "u_1/teams/0", 0],
+        ["u_1", "u_1/teams/1", 1],
+        ["u_1", "u_1/teams/0", undefined],
+        ["u_1", "u_1", 2],
+        ["u_10", "u_10", 0],
+        ["uX1", "uX1", 0],
+        ["uX1", "uX1/teams/0", 1],
+        ["u%", "u%", 0],
+      ];
+      const c = await openConnector(url, { write: true });
+      try {
+        const { schema } = await c.prepare(parents);
+        let id = 0;
+        for (const [runId, part, seq] of batches) {
+          id++;
+          const r = await c.write(
+            schema,
+            [{ op: "insert", record: { id, name: `team ${id}` } }],
+            checkpoint(runId, part, seq),
+          );
+          expect(r.failures).toEqual([]);
+        }
+        // A batch whose undo row cannot be made fails whole: no record, no checkpoint, no undo row.
+        const err = await c
+          .write(schema, [{ op: "insert", record: { id: 100, name: "team 100" } }], {
+            ...checkpoint("u_1", "u_1/teams/2", 3),
+            undo: () => {
+              throw new Error("no undo row");
+            },
+          })
+          .catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(Error);
+        expect((await undoOf(c, "u_1")).map((r) => r.seq)).toEqual([2, 1, 0]);
+      } finally {
+        await c.close();
+      }
+      expect((await readAll(url)).teams?.map((r) => Number(r.id)).sort((a, b) => a - b)).toEqual(
+        batches.map((_, i) => i + 1),
+      );
+
+      const ro = await openConnector(url, { write: false });
+      try {
+        expect(await undoOf(ro, "u_1")).toEqual(
+          [2, 1, 0].map((seq) => ({ runId: "u_1", seq, entry: { seq, added: [[seq]], text } })),
+        );
+        expect((await undoOf(ro, "uX1")).map((r) => r.seq)).toEqual([1, 0]);
+        expect(await undoOf(ro, "u")).toEqual([]);
+        // The journal lists entries only, never undo rows.
+        expect(await ids(ro)).toEqual(["u%", "uX1", "uX1/teams/0", "u_1", "u_1/teams/0", "u_1/teams/1", "u_10"].sort());
+      } finally {
+        await ro.close();
+      }
+
+      const w = await openConnector(url, { write: true });
+      try {
+        await w.journal().forget("u_1");
+        await w.journal().forget("u%");
+        await w.journal().forget("never-there");
+        expect(await ids(w)).toEqual(["uX1", "uX1/teams/0", "u_10"].sort());
+        expect(await undoOf(w, "u_1")).toEqual([]);
+        expect(await undoOf(w, "u%")).toEqual([]);
+        expect((await undoOf(w, "u_10")).map((r) => r.seq)).toEqual([0]);
+        expect((await undoOf(w, "uX1")).map((r) => r.seq)).toEqual([1, 0]);
+      } finally {
+        await w.close();
+      }
     });
 
     describe("conflict modes", () => {

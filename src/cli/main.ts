@@ -13,6 +13,7 @@ import { history, status } from "../core/history.js";
 import { type ConflictMode, processed, type RunEntry } from "../core/journal.js";
 import { plan } from "../core/plan.js";
 import { knownInstances } from "../core/registry.js";
+import { forget, rollback } from "../core/rollback.js";
 import { redactUrl } from "../core/url.js";
 import { type DecryptWith, isEncryptedFile } from "../package/encryption.js";
 import { COMPRESSIONS, type Compression, type Manifest } from "../package/format.js";
@@ -20,7 +21,7 @@ import { type AppInfo, exportPackage, importPackage, inspectPackage, validatePac
 import { specsOf } from "../profile/define-config.js";
 import { checkInstances, instanceUrl } from "../profile/instances.js";
 import { loadProfile, PROFILE_FILES, type Profile, unsetProblem } from "../profile/load-profile.js";
-import { askSecret, askToConfirm, canPrompt, requireConfirmable } from "./prompt.js";
+import { askSecret, askToConfirm, askYesNo, canPrompt, requireConfirmable } from "./prompt.js";
 import { collectionsTable, formatBytes, formatDuration, HumanRenderer, planTable } from "./render.js";
 
 const INSTANCES_HELP = `
@@ -262,18 +263,33 @@ function manifestText(m: Manifest, file: string, bytes: number, encrypted: boole
 }
 
 function runLine(r: RunEntry): string {
-  const counts = Object.values(r.collections).reduce((n, c) => n + processed(c), 0);
+  const counts = r.rollback
+    ? r.rollback.removed + r.rollback.restored + r.rollback.failed
+    : Object.values(r.collections).reduce((n, c) => n + processed(c), 0);
   const took = r.endedAt ? formatDuration((Date.parse(r.endedAt) - Date.parse(r.startedAt)) / 1000) : "…";
-  return `${r.id}  ${r.command.padEnd(6)} ${r.status.padEnd(11)} ${r.startedAt}  ${took.padStart(7)}  ${String(counts).padStart(9)} rec  from ${r.source}`;
+  const status = r.rolledBack ? "rolled back" : r.status;
+  return `${r.id}  ${r.command.padEnd(8)} ${status.padEnd(11)} ${r.startedAt}  ${took.padStart(7)}  ${String(counts).padStart(9)} rec  from ${r.source}`;
 }
 
 function statusText(r: RunEntry): string {
   const lines = [
     `run ${r.id}: ${r.command} ${r.source} → ${r.target}`,
     `status ${r.status}, by ${r.by}, started ${r.startedAt}${r.endedAt ? `, ended ${r.endedAt}` : ""}`,
-    `conflict ${r.options.conflict}${r.options.key ? `, key ${r.options.key.join(",")}` : ""}, batch ${r.options.batchSize}`,
   ];
+  if (r.command !== "rollback") {
+    lines.push(
+      `conflict ${r.options.conflict}${r.options.key ? `, key ${r.options.key.join(",")}` : ""}, batch ${r.options.batchSize}${r.options.undo ? ", undo log kept (ferry rollback)" : ""}`,
+    );
+  }
   if (r.error) lines.push(`error ${r.error.code}: ${r.error.message}`);
+  if (r.rollback) {
+    const b = r.rollback;
+    const done = b.removed + b.restored + b.failed;
+    lines.push(
+      `  undoes run ${r.undoes}: ${done}/${b.total}${b.total ? ` (${((100 * done) / b.total).toFixed(1)}%)` : ""} — removed ${b.removed}, restored ${b.restored}, refused ${b.failed}`,
+    );
+  }
+  if (r.rolledBack) lines.push(`rolled back by ${r.rolledBack.by} at ${r.rolledBack.at}`);
   for (const [name, c] of Object.entries(r.collections)) {
     const done = processed(c);
     const pct = c.total ? ` (${((100 * done) / c.total).toFixed(1)}%)` : "";
@@ -631,6 +647,7 @@ Examples:
     .option("--force", "start although the target has an unfinished run (it is marked abandoned)")
     .option("--skip-invalid", "write the records that pass the profile's schemas and list the others")
     .option("--stop-on-error", "stop at the first record the target refuses")
+    .option("--no-rollback", "keep no undo log at the target (faster; ferry rollback cannot undo the import)")
     .option("--identity <file>", "an age identity file that opens an encrypted package (or FERRY_IDENTITY)", collect)
     .option("--batch-size <n>", `records per batch and checkpoint (default ${DEFAULT_BATCH_SIZE})`, positiveInt)
     .option("--schema <name>", "PostgreSQL schema for URLs without ?schema= (default public)")
@@ -644,6 +661,11 @@ foreign package is refused before anything is written. Collections are written p
 first (foreign keys, and the profile's dependsOn); values keep their types.
 
 Conflict modes are copy's: fail (default; exit 4, nothing written), skip, overwrite, merge.
+
+Rollback: the import keeps an undo log at the target (the keys it added, the prior content
+of what it overwrote or merged; not a dump), saved with each batch. ferry rollback ID --at
+puts the target back exactly, refusing (and listing) records changed since unless --force.
+--no-rollback skips the log.
 
 Examples:
   ferry import --to sqlite:./restored.db --input app.ferry --yes
@@ -664,6 +686,7 @@ Examples:
           force?: boolean;
           skipInvalid?: boolean;
           stopOnError?: boolean;
+          rollback: boolean;
           identity?: string[];
           batchSize?: number;
           schema?: string;
@@ -691,14 +714,110 @@ Examples:
             force: Boolean(flags.force),
             skipInvalid: Boolean(flags.skipInvalid),
             stopOnError: Boolean(flags.stopOnError),
+            rollback: flags.rollback,
             ...(flags.batchSize ? { batchSize: flags.batchSize } : {}),
             signal,
             onEvent: eventsTo(Boolean(flags.json)),
             ...(flags.yes ? {} : { confirm: askToConfirm }),
           });
+          if (!flags.json && !r.dryRun && flags.rollback) {
+            process.stderr.write(`undo with: ferry rollback ${r.runId} --at ${flags.to}\n`);
+          }
           if (r.dryRun && flags.conflict === "fail" && !flags.skipInvalid && r.total.failed > 0) return 4;
           return r.status === "done" ? 0 : 1;
         });
+      },
+    );
+
+  p.command("rollback")
+    .description(
+      "undo an import at an instance from its undo log: what it added is removed, what it overwrote or merged restored",
+    )
+    .argument("<id>", "the run (ferry history lists them; a unique prefix is enough)")
+    .requiredOption("--at <url>", "the instance the run wrote to")
+    .option("--force", "restore even records changed since the run (their later changes are lost)")
+    .option("--dry-run", "check every record and count what would be removed and restored; change nothing")
+    .option("--resume", "finish this run's interrupted rollback")
+    .option("-y, --yes", "do not ask for confirmation (required without a terminal)")
+    .option("--schema <name>", "PostgreSQL schema for URLs without ?schema= (default public)")
+    .option("--json", "the result as JSON on stdout")
+    .addHelpText(
+      "after",
+      `
+First every record the run wrote is compared with what it wrote. If any was changed or
+removed since, nothing is done and each is listed (exit 4), unless --force. Then the log is
+applied newest batch first, as a run of its own (ferry history shows it; --resume finishes an
+interrupted one); the run undone is marked rolled back.
+
+Examples:
+  ferry rollback 20261121T233110-0504bc --at qa --dry-run
+  ferry rollback 20261121T2331 --at sqlite:./app.db --yes`,
+    )
+    .action(
+      async (
+        id: string,
+        flags: {
+          at: string;
+          force?: boolean;
+          dryRun?: boolean;
+          resume?: boolean;
+          yes?: boolean;
+          schema?: string;
+          json?: boolean;
+        },
+        cmd: Command,
+      ) => {
+        requireConfirmable(Boolean(flags.yes), Boolean(flags.dryRun));
+        const at = await urlOf(flags.at, cmd, flags.schema);
+        const r = await interruptible((signal) =>
+          rollback({
+            at,
+            id,
+            force: Boolean(flags.force),
+            dryRun: Boolean(flags.dryRun),
+            resume: Boolean(flags.resume),
+            signal,
+            onEvent: eventsTo(Boolean(flags.json)),
+            ...(flags.yes
+              ? {}
+              : {
+                  confirm: (s) =>
+                    askYesNo(
+                      `Roll back run ${s.run}: remove ${s.removes} record(s), restore ${s.restores}. Proceed? [y/N] `,
+                    ),
+                }),
+          }),
+        );
+        if (flags.json) json({ type: "rollback", ...r });
+        else {
+          const verb = r.dryRun ? "would remove" : "removed";
+          const lines = [
+            `${r.dryRun ? "dry run: " : ""}run ${r.undoes}: ${verb} ${r.removed} record(s), ${r.dryRun ? "would restore" : "restored"} ${r.restored}${r.failures.length > 0 ? `, ${r.failures.length} refused` : ""}`,
+            ...r.failures.slice(0, 10).map((f) => `  ✗ ${f.collection} ${f.key}: ${f.reason}`),
+            ...(r.changedCount > 0
+              ? [`${r.changedCount} record(s) had changed since the run (restored: --force)`]
+              : []),
+          ];
+          process.stderr.write(`${lines.join("\n")}\n`);
+        }
+        process.exitCode = r.failures.length > 0 ? 1 : 0;
+      },
+    );
+
+  p.command("forget")
+    .description(
+      "remove a run and its undo log from an instance's journal (its data stays; it can no longer be rolled back)",
+    )
+    .argument("<id>", "the run (a unique prefix is enough)")
+    .requiredOption("--at <url>", "the instance whose journal holds the run")
+    .option("--force", "forget a run that is still unfinished")
+    .option("--schema <name>", "PostgreSQL schema for URLs without ?schema= (default public)")
+    .option("--json", "the run forgotten as JSON on stdout")
+    .action(
+      async (id: string, flags: { at: string; force?: boolean; schema?: string; json?: boolean }, cmd: Command) => {
+        const run = await forget({ at: await urlOf(flags.at, cmd, flags.schema), id, force: Boolean(flags.force) });
+        if (flags.json) json({ type: "forgotten", run });
+        else process.stderr.write(`forgot run ${run.id} (${run.command} from ${run.source}) and its undo log\n`);
       },
     );
 

@@ -67,3 +67,18 @@ export async function askSecret(question: string): Promise<string> {
     rl.close();
   }
 }
+
+/** Asks a yes/no question on the terminal; true for y or yes. */
+export async function askYesNo(question: string): Promise<boolean> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^y(es)?$/i.test((await rl.question(question)).trim());
+  } catch (err) {
+    if ((err as { name?: string }).name === "AbortError") {
+      throw new FerryError("E_INTERRUPTED", "cancelled at the prompt: nothing was written");
+    }
+    throw err;
+  } finally {
+    rl.close();
+  }
+}

@@ -71,6 +71,24 @@ export interface Checkpoint {
    * entry counts exactly what was written and names what was refused.
    */
   entry(result: WriteResult): unknown;
+  /**
+   * Optional: the batch's undo row (what its ops changed, so a rollback can restore it),
+   * built from the batch's outcome. The connector calls it right after {@link entry}, and when
+   * it returns a row, saves it in the same transaction as the ops and the entry, in the
+   * journal's undo log (never listed by {@link JournalStore.list}; read back, newest first, by
+   * {@link JournalStore.undo}).
+   */
+  undo?(result: WriteResult): UndoRow | undefined;
+}
+
+/** One row of a run's undo log. */
+export interface UndoRow {
+  /** The run whose batch it undoes. */
+  runId: string;
+  /** Its order in the run's log: a rollback applies rows from the highest `seq` down. */
+  seq: number;
+  /** An opaque JSON-able value (core's business). */
+  entry: unknown;
 }
 
 /** What {@link Connector.prepare} did for one collection. */
@@ -156,6 +174,14 @@ export interface Connector {
    */
   mapField?(field: FieldSchema, collection: CollectionSchema): FieldSchema;
 
+  /**
+   * Optional: the record an `update` op leaves where `prior` was, when this engine merges
+   * differently from setting the update's fields (Redis adds a hash's fields and a set's
+   * members to the key's own); undefined when it cannot tell. Default: `{ ...prior, ...update }`.
+   * The undo log uses it to know what a merge wrote.
+   */
+  merged?(prior: Row, update: Row): Row | undefined;
+
   prepare(collection: CollectionSchema): Promise<PrepareResult>;
   /**
    * For each of `keys` (each a tuple of values of `fields`), whether a record with those
@@ -179,8 +205,18 @@ export interface JournalStore {
   /** Saves (inserts or replaces) a run entry. */
   save(runId: string, entry: unknown): Promise<void>;
   get(runId: string): Promise<unknown | undefined>;
-  /** All entries, newest first. */
+  /** All entries, newest first (never undo rows). */
   list(): Promise<unknown[]>;
+  /**
+   * The undo rows of run `runId` (saved with its checkpoints, see {@link Checkpoint.undo}),
+   * highest `seq` first, read a page at a time (an import's log can be large).
+   */
+  undo(runId: string): AsyncIterable<UndoRow>;
+  /**
+   * Removes run `runId`: its entry, its ranges' rows (ids starting `<runId>/`) and its undo
+   * rows. Removing a run that is not there is no error.
+   */
+  forget(runId: string): Promise<void>;
 }
 
 /**

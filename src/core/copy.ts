@@ -44,8 +44,9 @@ import { factoryFor, openConnector } from "./registry.js";
 import { type CollectionSchema, dependencyOrder, parentsOf } from "./schema.js";
 import { secretValues } from "./secrets.js";
 import { buildTypePlan, type FieldMapper, fieldsAt, type TypePlan, type ValueCheck, valueCheck } from "./type-plan.js";
+import { recordDigest, type UndoEntry } from "./undo.js";
 import { redactUrl } from "./url.js";
-import { encodeValue, keyOf, keyString, type Row, setField, type Value } from "./values.js";
+import { encodeRow, encodeValue, keyOf, keyString, type Row, setField, type Value } from "./values.js";
 
 /** Options of {@link copy}. */
 export interface CopyOptions {
@@ -91,6 +92,12 @@ export interface CopyOptions {
   force?: boolean;
   /** Stop at the first refused record instead of going on. Default `false`. */
   stopOnError?: boolean;
+  /**
+   * Keep an undo log at the target (what each batch added, and the prior content of what it
+   * replaced or merged) so `rollback` can restore the target exactly. Default `false`
+   * (`importPackage` turns it on). Collections are then written on the record path.
+   */
+  undo?: boolean;
   /**
    * Write the records that pass their collection's `schema` and refuse (list) the others.
    * Default `false`: when any record is invalid, nothing is written (`E_VALIDATION`).
@@ -343,6 +350,7 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
       key: entry.options.key,
       batchSize: entry.options.batchSize,
       allowLossy: entry.options.allowLossy ?? o.allowLossy,
+      undo: entry.options.undo === true,
     };
   }
   const names = entry ? Object.keys(entry.collections) : selected.map((s) => s.name);
@@ -445,6 +453,13 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
       checks: [],
     };
     job.checks = checksFor(job, types, o.allowLossy ?? false, existing ? undefined : mapperOf(target, o.to));
+    if (o.undo && !o.dryRun && undoKeyOf(job).length === 0) {
+      throw new FerryError(
+        "E_CONFIG",
+        `collection ${s.name} has no key at the target: what an import adds to it could not be found again to roll back; give it a key (the profile's key or --key), or import with --no-rollback`,
+        { details: { collection: s.name } },
+      );
+    }
     jobs.push(job);
   }
 
@@ -517,6 +532,7 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
           // Always saved: a resume writes where the run began, whatever the profile says by then.
           targets: Object.fromEntries(jobs.map((j) => [j.source.name, j.shape.name])),
           ...(source.revision ? { revision: source.revision } : {}),
+          ...(o.undo ? { undo: true } : {}),
           batchSize: o.batchSize,
           jobs: o.jobs,
           ...(o.allowLossy ? { allowLossy: true } : {}),
@@ -524,7 +540,16 @@ async function run(source: Connector, target: Connector | undefined, o: RunOptio
         collections: {},
       };
   for (const j of jobs) current.collections[j.source.name] = j.progress;
-  const ctx: RunContext = { source, target, entry: current, jobs, o };
+  // A resumed run's undo log goes on after its last row.
+  let undoSeq = 0;
+  if (o.undo && entry && target) {
+    // Rows come highest seq first: the first is the last one saved.
+    for await (const row of target.journal().undo(entry.id)) {
+      undoSeq = row.seq + 1;
+      break;
+    }
+  }
+  const ctx: RunContext = { source, target, entry: current, jobs, o, undoSeq };
   if (journal) await journal.save(durableEntry(ctx));
 
   o.emit({
@@ -681,6 +706,8 @@ interface RunContext {
   entry: RunEntry;
   jobs: Job[];
   o: RunOptions;
+  /** The next undo row's `seq` (with `o.undo`). */
+  undoSeq: number;
   /**
    * Set when one worker failed (`error`) or a record was refused under `stopOnError`
    * (`stop-on-error`): the others finish the batch in flight and stop.
@@ -1037,7 +1064,13 @@ async function copyRange(ctx: RunContext, j: Job, index: number): Promise<void> 
       j.durable[index] = structuredClone(range);
     },
   };
-  if (target && !o.dryRun && j.progress.targetWasEmpty && sameKeyAsPrimary(j) && bulkAllowed(target, j)) {
+  if (
+    target &&
+    !o.dryRun &&
+    j.progress.targetWasEmpty &&
+    sameKeyAsPrimary(j) &&
+    bulkAllowed(target, j, o.undo === true)
+  ) {
     for (;;) {
       const bulk = await bulkCopy(ctx, j, part);
       if (bulk === "stopped") return;
@@ -1220,10 +1253,11 @@ interface RangePart {
  * The bulk path applies with the type plan's value checks when the target enforces every
  * rule they apply (it refuses the batch; the record path then names the record).
  */
-function bulkAllowed(target: Connector, j: Job): boolean {
+function bulkAllowed(target: Connector, j: Job, undo: boolean): boolean {
   // Records a profile transforms or validates go one by one; so do renamed or re-keyed
   // collections (a bulk path writes the source's collection as it is).
-  if (j.spec?.schema || j.spec?.transform || j.shape !== j.source) return false;
+  // An undo log is built from the records, so it needs the record path too.
+  if (j.spec?.schema || j.spec?.transform || j.shape !== j.source || undo) return false;
   if (j.checks.length === 0) return true;
   const enforced = hasBulkTransfer(target) ? target.enforces : undefined;
   return enforced !== undefined && j.checks.every(([, c]) => c.rules.every((r) => enforced.has(r)));
@@ -1307,6 +1341,14 @@ async function recordCopy(
           settleOnce(result);
           return part.checkpointEntry();
         },
+        ...(o.undo
+          ? {
+              undo: (result: WriteResult) => {
+                const e = undoEntry(target, j, decided, result);
+                return e ? { runId: entry.id, seq: ctx.undoSeq++, entry: e } : undefined;
+              },
+            }
+          : {}),
       };
       try {
         settleOnce(await target.write(j.target, decided.ops, checkpoint));
@@ -1389,6 +1431,8 @@ type OpKind = RecordOp["op"];
 
 interface Decided {
   ops: RecordOp[];
+  /** For each op, the record it replaces or merges into as it was at the target (undefined for an insert). */
+  priors: (Row | undefined)[];
   skipped: number;
   refused: { key: string; reason: string }[];
 }
@@ -1401,7 +1445,7 @@ async function decide(
   mode: ConflictMode,
   generated: Set<string>,
 ): Promise<Decided> {
-  const out: Decided = { ops: [], skipped: 0, refused: [] };
+  const out: Decided = { ops: [], priors: [], skipped: 0, refused: [] };
   // Fields the target cannot hold as they are get checked (and converted) per the type plan.
   const accepted: Row[] = [];
   if (j.checks.length === 0 && generated.size === 0) accepted.push(...records);
@@ -1414,7 +1458,10 @@ async function decide(
   }
   if (j.key.length === 0 || (j.progress.targetWasEmpty && sameKeyAsPrimary(j))) {
     // Nothing at the target can match (it was empty, and this run's own keys are unique).
-    for (const r of accepted) out.ops.push({ op: "insert", record: r });
+    for (const r of accepted) {
+      out.ops.push({ op: "insert", record: r });
+      out.priors.push(undefined);
+    }
     return out;
   }
   const keys = accepted.map((r) => keyOf(r, j.key));
@@ -1427,8 +1474,10 @@ async function decide(
     if (!existing.has(ks) && !seen.has(ks)) {
       seen.add(ks);
       out.ops.push({ op: "insert", record });
+      out.priors.push(undefined);
       continue;
     }
+    const prior = existing.get(ks);
     const match = Object.fromEntries(j.key.map((f, n) => [f, k[n] as Value]));
     switch (mode) {
       case "fail":
@@ -1439,6 +1488,7 @@ async function decide(
         break;
       case "overwrite":
         out.ops.push({ op: "replace", match, record });
+        out.priors.push(prior);
         break;
       case "merge": {
         // Identity stays the target's: primary-key fields are never changed by a merge.
@@ -1447,12 +1497,73 @@ async function decide(
           if (!j.target.primaryKey.includes(f) || j.key.includes(f)) setField(fields, f, record[f] as Value);
         }
         out.ops.push({ op: "update", match, record: fields });
+        out.priors.push(prior);
         break;
       }
     }
   }
   await refusePrimaryKeyCollisions(target, j, out);
   return out;
+}
+
+/**
+ * What a batch changed, for the undo log: the keys of the records it added, and the prior
+ * content of those it replaced or merged, each with the digest of what was written (ops the
+ * target refused are left out). Undefined when the batch changed nothing.
+ */
+function undoEntry(target: Connector, j: Job, d: Decided, result: WriteResult): UndoEntry | undefined {
+  const failed = new Set(result.failures.map((f) => f.index));
+  const key = undoKeyOf(j);
+  const fields = new Set<string>(key);
+  d.ops.forEach((op, i) => {
+    if (!failed.has(i)) for (const f of Object.keys(op.record)) fields.add(f);
+  });
+  const all = [...fields];
+  // The state each key was left in by this batch (an insert then a replace of one key: the replace's).
+  const written = new Map<string, Row>();
+  const added: { ks: string; key: Value[] }[] = [];
+  const prior: { ks: string; record: Row }[] = [];
+  const seen = new Set<string>();
+  d.ops.forEach((op, i) => {
+    if (failed.has(i)) return;
+    const before = d.priors[i];
+    const after =
+      op.op !== "update"
+        ? op.record
+        : target.merged
+          ? (target.merged(before ?? {}, op.record) ?? UNKNOWN)
+          : { ...(before ?? {}), ...op.record };
+    const k = keyOf(after, key);
+    const ks = keyString(k);
+    written.set(ks, after);
+    // A key this batch already touched keeps its first undo (what was there before the batch).
+    if (seen.has(ks)) return;
+    seen.add(ks);
+    if (op.op === "insert") added.push({ ks, key: k });
+    else if (before) prior.push({ ks, record: before });
+  });
+  if (added.length === 0 && prior.length === 0) return undefined;
+  // A merge whose result the target cannot tell gets no digest: its later changes go unseen.
+  const digest = (ks: string): string => {
+    const w = written.get(ks);
+    return w === UNKNOWN || w === undefined ? "" : recordDigest(w, all);
+  };
+  return {
+    collection: j.target.name,
+    schema: j.target,
+    key,
+    fields: all,
+    added: added.map((a) => ({ key: a.key.map((v) => encodeValue(v)), digest: digest(a.ks) })),
+    prior: prior.map((p) => ({ record: encodeRow(p.record), digest: digest(p.ks) })),
+  };
+}
+
+/** A written state the target could not tell. */
+const UNKNOWN: Row = Object.freeze({}) as Row;
+
+/** The fields an undo log identifies a job's records by: the target's primary key, else the match key. */
+function undoKeyOf(j: Job): string[] {
+  return j.target.primaryKey.length > 0 ? j.target.primaryKey : j.key;
 }
 
 /** A record without generated fields and with checked fields converted, or why it is refused. */
@@ -1485,7 +1596,7 @@ async function refusePrimaryKeyCollisions(target: Connector | undefined, j: Job,
     inserts.map((d) => keyOf(d.record, pk)),
   );
   if (taken.size === 0) return;
-  out.ops = out.ops.filter((d) => {
+  const keep = out.ops.map((d) => {
     if (d.op !== "insert") return true;
     const k = keyOf(d.record, pk);
     if (!taken.has(keyString(k))) return true;
@@ -1495,6 +1606,8 @@ async function refusePrimaryKeyCollisions(target: Connector | undefined, j: Job,
     });
     return false;
   });
+  out.ops = out.ops.filter((_, i) => keep[i]);
+  out.priors = out.priors.filter((_, i) => keep[i]);
 }
 
 function sameKeyAsPrimary(j: Job): boolean {

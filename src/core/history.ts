@@ -36,16 +36,21 @@ export async function status(options: StatusOptions): Promise<RunEntry> {
   const runs = await history({ at: options.at });
   if (runs.length === 0) throw new FerryError("E_NOT_FOUND", `no runs recorded at ${redactUrl(options.at)}`);
   if (options.id === undefined) return runs[0] as RunEntry;
-  const matches = runs.filter((r) => r.id === options.id || r.id.startsWith(options.id as string));
+  return findRun(runs, options.id, redactUrl(options.at));
+}
+
+/**
+ * The run `id` names among `runs`: its id, or a prefix of exactly one.
+ *
+ * @throws FerryError `E_USAGE` for an ambiguous prefix, `E_NOT_FOUND` for none.
+ */
+export function findRun(runs: RunEntry[], id: string, where: string): RunEntry {
+  const matches = runs.filter((r) => r.id === id || r.id.startsWith(id));
+  const exact = matches.find((r) => r.id === id);
+  if (exact) return exact;
   if (matches.length === 1) return matches[0] as RunEntry;
   if (matches.length > 1) {
-    throw new FerryError(
-      "E_USAGE",
-      `run id "${options.id}" is ambiguous: it starts ${matches.map((m) => m.id).join(", ")}`,
-    );
+    throw new FerryError("E_USAGE", `run id "${id}" is ambiguous: it starts ${matches.map((m) => m.id).join(", ")}`);
   }
-  throw new FerryError(
-    "E_NOT_FOUND",
-    `no run ${options.id} at ${redactUrl(options.at)}: \`ferry history --at URL\` lists them`,
-  );
+  throw new FerryError("E_NOT_FOUND", `no run ${id} at ${where}: \`ferry history --at URL\` lists them`);
 }

@@ -83,6 +83,8 @@ export interface RunEntry {
     targets?: Record<string, string>;
     /** The source's revision when the run began (a package's digest): a resume needs the same. */
     revision?: string;
+    /** The run keeps an undo log (`ferry rollback` can restore the target). */
+    undo?: boolean;
     batchSize: number;
     /** Parallel jobs. Default 1 (entries written before `--jobs` existed). */
     jobs?: number;
@@ -90,6 +92,12 @@ export interface RunEntry {
   };
   collections: Record<string, CollectionProgress>;
   error?: { code: string; message: string };
+  /** Set once `ferry rollback` restored what this run changed: the rollback's run id and end. */
+  rolledBack?: { by: string; at: string };
+  /** A rollback run: the run it undoes. */
+  undoes?: string;
+  /** A rollback run's progress: records removed, restored, refused, of `total`; `through`: the lowest undo row applied. */
+  rollback?: { removed: number; restored: number; failed: number; total: number; through?: number };
 }
 
 /** How many refused records a journal entry keeps per collection. */
@@ -144,6 +152,8 @@ export function statsOf(p: CollectionStats): CollectionStats {
  * `interrupted`, or `failed` midway. A run that completed with refused records is not.
  */
 export function isUnfinished(e: RunEntry): boolean {
+  // A run rolled back left nothing behind to finish.
+  if (e.rolledBack) return false;
   if (e.status === "running" || e.status === "interrupted") return true;
   return e.status === "failed" && Object.values(e.collections).some((c) => !c.done);
 }

@@ -140,6 +140,8 @@ export interface ImportOptions extends Omit<CopyOptions, "from"> {
   keys?: DecryptWith;
   /** The profile's app: a package from another app, or another major version, is refused. */
   app?: AppInfo;
+  /** Keep an undo log at the target so `ferry rollback` can restore it. Default `true`. */
+  rollback?: boolean;
 }
 
 /**
@@ -161,7 +163,13 @@ export async function importPackage(o: ImportOptions): Promise<CopyResult & { ma
       await target.close().catch(() => {});
       target = undefined;
     }
-    const run = await copyBetween(reader, target, { ...o, from: o.input, command: "import", jobs });
+    const run = await copyBetween(reader, target, {
+      ...o,
+      from: o.input,
+      command: "import",
+      jobs,
+      undo: o.rollback !== false && !dryRun,
+    });
     return { ...run, manifest: reader.manifest };
   } finally {
     await target?.close().catch(() => {});

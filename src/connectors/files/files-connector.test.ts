@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import {
   appendFileSync,
   copyFileSync,
@@ -5,13 +6,17 @@ import {
   mkdirSync,
   readdirSync,
   readFileSync,
+  rmSync,
   statSync,
   truncateSync,
   writeFileSync,
 } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { pathToFileURL } from "node:url";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
+import { ROOT } from "../../../test/cli.js";
 import { conformance } from "../../../test/conformance.js";
 import { tempDir } from "../../../test/helpers.js";
 import type { Connector, WriteOp } from "../../core/connector.js";
@@ -1022,5 +1027,309 @@ describe("journal", () => {
     expect(((await j.list()) as { id: string }[]).map((e) => e.id)).toEqual(["c", "b", "a"]);
     expect(await c.discover()).toEqual([]);
     await c.close();
+  });
+});
+
+// ---- undo log and forget ----
+
+describe("undo log", () => {
+  const schema = schemaFor("items", [{ id: 0, v: "" }], ["id"]);
+  /** A checkpoint of run `runId` whose batch has undo row `seq` (entry `payload`, when given). */
+  const withUndo = (runId: string, seq: number, payload?: unknown, id = runId) => ({
+    runId,
+    id,
+    entry: () => ({ id, status: "running", seq }),
+    undo: () => ({ runId, seq, entry: payload ?? { seq } }),
+  });
+  const insert = (id: number): WriteOp[] => [{ op: "insert", record: { id, v: `v${id}` } }];
+  const undoDirOf = (url: string) => (url.endsWith("/") ? join(url, ".ferry-undo") : `${url}.ferry-undo`);
+  /** The one undo log of a target that kept one run's. */
+  const logOf = (url: string) => join(undoDirOf(url), readdirSync(undoDirOf(url))[0] as string);
+
+  async function undoRows(c: Connector, runId: string): Promise<{ runId: string; seq: number; entry: unknown }[]> {
+    const out = [];
+    for await (const r of c.journal().undo(runId)) out.push(r);
+    return out;
+  }
+
+  for (const kind of ["dir", ".ndjson", ".json"] as const) {
+    it(`${kind}: keeps each batch's undo row with it and reads them back highest seq first, page by page`, async () => {
+      const url = fresh(kind, "items");
+      const c = await openConnector(url, { write: true });
+      await c.prepare(schema);
+      // Seqs out of write order (read back by seq), a seq saved twice (the later one counts),
+      // and rows larger than a read page (8 MB) between small ones.
+      const big = (n: number) => ({ n, blob: String.fromCharCode(97 + n).repeat(3 * 1024 * 1024) });
+      const seqs = [...Array.from({ length: 150 }, (_, i) => (i * 37) % 150), 150, 151, 152, 153, 7];
+      let id = 0;
+      for (const seq of seqs) {
+        const payload = seq >= 150 ? big(seq - 150) : seq === 7 && id > 0 ? { seq, again: true } : undefined;
+        const r = await c.write(schema, insert(id++), withUndo("imp-1", seq, payload));
+        expect(r.failures).toEqual([]);
+      }
+      // A batch without an undo row, and another run's rows in the same journal.
+      await c.write(schema, insert(id++), { runId: "imp-1", id: "imp-1", entry: () => ({ id: "imp-1" }) });
+      await c.write(schema, insert(id++), withUndo("imp-2", 0));
+      const rows = await undoRows(c, "imp-1");
+      expect(rows.map((r) => r.seq)).toEqual(Array.from({ length: 154 }, (_, i) => 153 - i));
+      expect(rows.every((r) => r.runId === "imp-1")).toBe(true);
+      expect(rows[0]?.entry).toEqual(big(3));
+      expect(rows.find((r) => r.seq === 7)?.entry).toEqual({ seq: 7, again: true });
+      expect(rows.find((r) => r.seq === 8)?.entry).toEqual({ seq: 8 });
+      await c.finish(schema);
+      await c.close();
+
+      // Read-only: undo and list work, nothing is listed or discovered that is not data.
+      const r = await openConnector(url);
+      expect((await undoRows(r, "imp-1")).map((x) => x.seq)).toEqual(rows.map((x) => x.seq));
+      expect(await undoRows(r, "imp-2")).toEqual([{ runId: "imp-2", seq: 0, entry: { seq: 0 } }]);
+      expect(await undoRows(r, "nope")).toEqual([]);
+      expect(((await r.journal().list()) as { id: string }[]).map((e) => e.id).sort()).toEqual(["imp-1", "imp-2"]);
+      expect((await r.discover()).map((s) => s.name)).toEqual(["items"]);
+      expect(isFerryError(await failure(r.journal().forget("imp-1")), "E_UNSUPPORTED")).toBe(true);
+      // Stopping early is fine.
+      for await (const x of r.journal().undo("imp-1")) {
+        expect(x.seq).toBe(153);
+        break;
+      }
+      await r.close();
+      expect(readdirSync(undoDirOf(url))).toHaveLength(2);
+      expect(journalOf(url).offsets).toBeUndefined();
+    }, 60_000);
+  }
+
+  it("a batch that fails or throws leaves no undo row: its line is cut off with its data", async () => {
+    const url = fresh("dir");
+    const data = join(url, "items.ndjson");
+    const c = await openConnector(url, { write: true });
+    await c.prepare(schema);
+    await c.write(schema, insert(0), withUndo("imp-1", 0));
+    const committed = { data: statSync(data).size, log: statSync(logOf(url)).size };
+
+    // The checkpoint cannot be saved (the journal's temp file is a directory).
+    const tmpFile = join(url, ".ferry-journal.json.ferry-tmp");
+    mkdirSync(tmpFile);
+    const err = await failure(c.write(schema, insert(1), withUndo("imp-1", 1)));
+    expect(isFerryError(err, "E_WRITE")).toBe(true);
+    expect(statSync(logOf(url)).size).toBe(committed.log);
+    expect(statSync(data).size).toBe(committed.data);
+    rmSync(tmpFile, { recursive: true });
+
+    // Building the undo row throws: nothing of the batch is written.
+    const throwing = {
+      ...withUndo("imp-1", 1),
+      undo: () => {
+        throw new Error("no undo");
+      },
+    };
+    expect(await failure(c.write(schema, insert(1), throwing))).toMatchObject({ message: "no undo" });
+    // An undo entry that is not JSON is a bug of the caller: refused before anything is written.
+    const bigint = await failure(c.write(schema, insert(1), withUndo("imp-1", 1, { n: 1n })));
+    expect(isFerryError(bigint, "E_INTERNAL")).toBe(true);
+    expect(statSync(logOf(url)).size).toBe(committed.log);
+    expect(statSync(data).size).toBe(committed.data);
+    expect((await undoRows(c, "imp-1")).map((r) => r.seq)).toEqual([0]);
+
+    // The next batch goes on from there.
+    await c.write(schema, insert(1), withUndo("imp-1", 1));
+    expect((await undoRows(c, "imp-1")).map((r) => r.seq)).toEqual([1, 0]);
+    await c.finish(schema);
+    await c.close();
+    expect((await readBack(url)).items?.map((r) => r.id)).toEqual([0, 1]);
+  });
+
+  for (const kind of ["dir", ".ndjson", ".json"] as const) {
+    it(`${kind}: undo lines appended after the last checkpoint are not read, and cut off by the next writer`, async () => {
+      const url = fresh(kind, "items");
+      const c = await openConnector(url, { write: true });
+      await c.prepare(schema);
+      await c.write(schema, insert(0), withUndo("imp-1", 0));
+      await c.write(schema, insert(1), withUndo("imp-1", 1));
+      const committed = statSync(logOf(url)).size;
+      await c.close(); // the process dies after appending the next batch's row, before its checkpoint:
+      appendFileSync(logOf(url), `${JSON.stringify({ seq: 2, runId: "imp-1", entry: { seq: 2 } })}\n{"seq":3,"ru`);
+      // A run killed before its first checkpoint left a whole log no journal names.
+      const orphan = join(undoDirOf(url), "imp-9.0000000000000000.ndjson");
+      writeFileSync(orphan, `${JSON.stringify({ seq: 0, runId: "imp-9", entry: {} })}\n`);
+
+      const r = await openConnector(url);
+      expect((await undoRows(r, "imp-1")).map((x) => x.seq)).toEqual([1, 0]);
+      await r.close();
+      expect(statSync(logOf(url)).size).toBeGreaterThan(committed); // readers change nothing
+
+      const d = await openConnector(url, { write: true });
+      await d.prepare(schema);
+      expect(statSync(logOf(url)).size).toBe(committed);
+      expect(existsSync(orphan)).toBe(false);
+      await d.write(schema, insert(2), withUndo("imp-1", 2, { again: true }));
+      expect(await undoRows(d, "imp-1")).toEqual([
+        { runId: "imp-1", seq: 2, entry: { again: true } },
+        { runId: "imp-1", seq: 1, entry: { seq: 1 } },
+        { runId: "imp-1", seq: 0, entry: { seq: 0 } },
+      ]);
+      await d.finish(schema);
+      await d.close();
+    });
+  }
+
+  it("a log shorter than its checkpoint says is refused (E_CHECKSUM), not read in part", async () => {
+    const url = fresh("dir");
+    const c = await openConnector(url, { write: true });
+    await c.prepare(schema);
+    await c.write(schema, insert(0), withUndo("imp-1", 0));
+    await c.write(schema, insert(1), withUndo("imp-1", 1));
+    await c.close();
+    truncateSync(logOf(url), statSync(logOf(url)).size - 5);
+    const r = await openConnector(url);
+    expect(isFerryError(await failure(undoRows(r, "imp-1")), "E_CHECKSUM")).toBe(true);
+    await r.close();
+  });
+
+  it.skipIf(process.platform === "win32")(
+    "kill -9 after a batch's undo row is fsynced, before its checkpoint: the row is cut back on reopen",
+    async () => {
+      const url = fresh("dir");
+      const data = join(url, "items.ndjson");
+      // The child blocks in the checkpoint's write of the journal: its temp file is a FIFO.
+      const fifo = join(url, ".ferry-journal.json.ferry-tmp");
+      const script = join(tmp.dir, `kill-${++seq}.mjs`);
+      const src = (p: string) => JSON.stringify(pathToFileURL(join(ROOT, p)).href);
+      writeFileSync(
+        script,
+        `import { execFileSync } from "node:child_process";
+import { readdirSync, statSync } from "node:fs";
+import { createJiti } from ${src("node_modules/jiti/lib/jiti.mjs")};
+const jiti = createJiti(import.meta.url);
+const { openFiles } = await jiti.import(${src("src/connectors/files/files-factory.ts")});
+const schema = ${JSON.stringify(schema)};
+const cp = (seq) => ({ runId: "imp-1", id: "imp-1", entry: () => ({ id: "imp-1", status: "running", seq }), undo: () => ({ runId: "imp-1", seq, entry: { seq } }) });
+const c = await openFiles(${JSON.stringify(url)}, { write: true });
+await c.prepare(schema);
+await c.write(schema, [{ op: "insert", record: { id: 0, v: "v0" } }], cp(0));
+execFileSync("mkfifo", [${JSON.stringify(fifo)}]);
+const log = ${JSON.stringify(undoDirOf(url))} + "/" + readdirSync(${JSON.stringify(undoDirOf(url))})[0];
+process.stdout.write(JSON.stringify({ data: statSync(${JSON.stringify(data)}).size, log: statSync(log).size }) + "\\n");
+await c.write(schema, [{ op: "insert", record: { id: 1, v: "v1" } }], cp(1));
+process.stdout.write("not blocked\\n");
+`,
+      );
+      const child = spawn(process.execPath, [script], { stdio: ["ignore", "pipe", "pipe"] });
+      let out = "";
+      let stderr = "";
+      child.stdout.on("data", (d) => {
+        out += String(d);
+      });
+      child.stderr.on("data", (d) => {
+        stderr += String(d);
+      });
+      const exited = new Promise<number | null>((done) => child.on("exit", (code) => done(code)));
+      const deadline = Date.now() + 30_000;
+      while (!out.includes("\n") && child.exitCode === null && Date.now() < deadline) await sleep(10);
+      expect(out, stderr).toMatch(/\n/);
+      // The sizes after the first batch's checkpoint, as the child saw them.
+      const committed = JSON.parse(out.split("\n")[0] as string) as { data: number; log: number };
+      // Both appends of the second batch are on disk before the checkpoint is written.
+      while (
+        (statSync(logOf(url)).size === committed.log || statSync(data).size === committed.data) &&
+        Date.now() < deadline
+      ) {
+        await sleep(10);
+      }
+      await sleep(50);
+      child.kill("SIGKILL");
+      expect(await exited, `${out}${stderr}`).toBeNull();
+      expect(out).not.toContain("not blocked");
+      rmSync(fifo);
+      expect(statSync(logOf(url)).size).toBeGreaterThan(committed.log);
+
+      const r = await openConnector(url);
+      expect((await undoRows(r, "imp-1")).map((x) => x.seq)).toEqual([0]);
+      expect((await readRows(r, schema)).map((x) => x.id)).toEqual([0]);
+      await r.close();
+      const d = await openConnector(url, { write: true });
+      await d.prepare(schema);
+      expect(statSync(logOf(url)).size).toBe(committed.log);
+      expect(statSync(data).size).toBe(committed.data);
+      // The resumed run writes the batch again, with its row.
+      await d.write(schema, insert(1), withUndo("imp-1", 1));
+      expect((await undoRows(d, "imp-1")).map((x) => x.seq)).toEqual([1, 0]);
+      await d.finish(schema);
+      await d.close();
+      expect((await readBack(url)).items?.map((x) => x.id)).toEqual([0, 1]);
+    },
+    60_000,
+  );
+
+  for (const kind of ["dir", ".json"] as const) {
+    it(`${kind}: forget removes a run's entry, its range rows and its undo log, not another run's`, async () => {
+      const url = fresh(kind, "items");
+      const c = await openConnector(url, { write: true });
+      await c.prepare(schema);
+      const j = c.journal();
+      // "imp-1" and "imp-10": one id starts with the other.
+      await j.save("imp-1", { id: "imp-1", startedAt: "2026-01-01T00:00:00Z" });
+      await j.save("imp-10", { id: "imp-10", startedAt: "2026-01-02T00:00:00Z" });
+      await c.write(schema, insert(0), withUndo("imp-1", 0, undefined, "imp-1/items/0"));
+      await c.write(schema, insert(1), withUndo("imp-1", 1, undefined, "imp-1/items/1"));
+      await c.write(schema, insert(2), withUndo("imp-10", 0, undefined, "imp-10/items/0"));
+      await c.write(schema, insert(3), withUndo("imp-10", 1, undefined, "imp-10"));
+      await c.finish(schema);
+      expect(readdirSync(undoDirOf(url))).toHaveLength(2);
+
+      await j.forget("imp-1");
+      expect(Object.keys(journalOf(url).runs).sort()).toEqual(["imp-10", "imp-10/items/0"]);
+      expect(await j.get("imp-1")).toBeUndefined();
+      expect(await undoRows(c, "imp-1")).toEqual([]);
+      expect((await undoRows(c, "imp-10")).map((r) => r.seq)).toEqual([1, 0]);
+      expect(readdirSync(undoDirOf(url))).toHaveLength(1);
+      // Not there (any more): no error, nothing changes.
+      const before = readFileSync(url.endsWith("/") ? join(url, ".ferry-journal.json") : `${url}.ferry-journal.json`);
+      await j.forget("imp-1");
+      await j.forget("never");
+      expect(readFileSync(url.endsWith("/") ? join(url, ".ferry-journal.json") : `${url}.ferry-journal.json`)).toEqual(
+        before,
+      );
+      // The same id again starts a new log.
+      await c.prepare(schema);
+      await c.write(schema, insert(4), withUndo("imp-1", 5));
+      expect((await undoRows(c, "imp-1")).map((r) => r.seq)).toEqual([5]);
+      await c.finish(schema);
+      await c.close();
+      expect((await readBack(url)).items?.map((r) => r.id)).toEqual([0, 1, 2, 3, 4]);
+    });
+  }
+
+  it("a forget killed after the journal write, before removing the log: the log is never read, and removed later", async () => {
+    const url = fresh("dir");
+    const c = await openConnector(url, { write: true });
+    await c.prepare(schema);
+    await c.write(schema, insert(0), withUndo("imp-1", 0));
+    await c.write(schema, insert(1), withUndo("imp-1", 1));
+    await c.finish(schema);
+    const log = logOf(url);
+    const kept = readFileSync(log);
+    await c.journal().forget("imp-1");
+    await c.close();
+    expect(existsSync(log)).toBe(false);
+    writeFileSync(log, kept); // as if the process died between the rename and the removal
+
+    const r = await openConnector(url);
+    expect(await undoRows(r, "imp-1")).toEqual([]);
+    await r.close();
+    // A new run under the same id starts from nothing.
+    const d = await openConnector(url, { write: true });
+    await d.journal().forget("imp-1"); // a retried forget removes it
+    expect(existsSync(log)).toBe(false);
+    writeFileSync(log, kept);
+    await d.write(schema, insert(2), withUndo("imp-1", 7));
+    expect((await undoRows(d, "imp-1")).map((r) => r.seq)).toEqual([7]);
+    await d.finish(schema);
+    await d.close();
+    // Or the next writer's prepare removes it.
+    writeFileSync(join(undoDirOf(url), "imp-2.0000000000000000.ndjson"), kept);
+    const e = await openConnector(url, { write: true });
+    await e.prepare(schema);
+    expect(readdirSync(undoDirOf(url))).toEqual([basename(log)]);
+    await e.close();
   });
 });

@@ -11,6 +11,9 @@
  * fsync + rename). A pending delete names the data file's length when it was written and
  * removes only records before it (see `ndjson-store.ts`); before the rename the journal records
  * the new content's SHA-256, so a finish interrupted after it is never applied twice.
+ * A checkpoint's undo row (`Checkpoint.undo`) is appended to its run's undo log and fsynced
+ * with the batch's data, and the log's length committed in the same journal write, so it is
+ * kept exactly when the batch is (see `sidecar-journal.ts`).
  */
 import { createHash } from "node:crypto";
 import { constants, statSync } from "node:fs";
@@ -54,7 +57,14 @@ import {
 import { encodeLine, project } from "./record-codec.js";
 import { RowTable } from "./row-table.js";
 import { DIR_FORMAT, mergeSchemas, readSchemaFile, SIDECAR_FORMAT, writeSchemaFile } from "./schema-file.js";
-import { type FileOffset, type JournalDoc, offsetsOf, SidecarJournal } from "./sidecar-journal.js";
+import {
+  type EncodedUndo,
+  encodeUndo,
+  type FileOffset,
+  type JournalDoc,
+  offsetsOf,
+  SidecarJournal,
+} from "./sidecar-journal.js";
 
 /**
  * How a path stores collections:
@@ -68,17 +78,25 @@ export type FilesLayout = "dir" | "ndjson" | "json";
 export const DIR_SCHEMA_FILE = "ferry.schema.json";
 /** Name of a directory's journal file (for a file: `<file>.ferry-journal.json`). */
 export const DIR_JOURNAL_FILE = ".ferry-journal.json";
+/** Name of a directory's undo log directory (for a file: `<file>.ferry-undo`). */
+export const DIR_UNDO_DIR = ".ferry-undo";
 
-/** A checkpoint with its entry built from the batch's outcome (known before anything is appended). */
+/** A checkpoint with its entry and undo row built from the batch's outcome (known before anything is appended). */
 interface ResolvedCheckpoint {
   runId: string;
   /** The journal row to save the entry under (see {@link Checkpoint.id}). */
   id: string;
   entry: unknown;
+  /** The batch's undo row, as its log's line. */
+  undo?: EncodedUndo;
 }
 
 function resolve(cp: Checkpoint | undefined, failures: WriteFailure[]): ResolvedCheckpoint | undefined {
-  return cp === undefined ? undefined : { runId: cp.runId, id: cp.id, entry: cp.entry({ failures }) };
+  if (cp === undefined) return undefined;
+  const result: WriteResult = { failures };
+  const entry = cp.entry(result);
+  const row = cp.undo?.(result);
+  return { runId: cp.runId, id: cp.id, entry, ...(row ? { undo: encodeUndo(row) } : {}) };
 }
 
 /** Run statuses under which a file shorter than its checkpoint means lost data (see core/journal.ts). */
@@ -150,9 +168,12 @@ export class FilesConnector implements Connector {
     readonly identity: string,
     private readonly writable: boolean,
   ) {
-    this.journalStore = new SidecarJournal(
-      loc.layout === "dir" ? join(loc.path, DIR_JOURNAL_FILE) : `${loc.path}${DIR_JOURNAL_FILE}`,
-    );
+    const dir = loc.layout === "dir";
+    this.journalStore = new SidecarJournal(dir ? join(loc.path, DIR_JOURNAL_FILE) : `${loc.path}${DIR_JOURNAL_FILE}`, {
+      undoDir: dir ? join(loc.path, DIR_UNDO_DIR) : `${loc.path}${DIR_UNDO_DIR}`,
+      display: loc.given,
+      writable,
+    });
   }
 
   // ---- paths ---------------------------------------------------------------------------
@@ -395,6 +416,8 @@ export class FilesConnector implements Connector {
   async prepare(collection: CollectionSchema): Promise<PrepareResult> {
     this.assertWritable(`prepare ${collection.name}`);
     await mkdir(this.baseDir, { recursive: true });
+    // Undo lines a killed process appended after its last checkpoint are cut off (once).
+    await this.journalStore.recoverUndo();
     if (this.loc.layout === "json") return this.prepareJson(collection);
     if (this.loc.layout === "ndjson") await this.claimSingle(collection.name);
 
@@ -610,8 +633,8 @@ export class FilesConnector implements Connector {
     });
   }
 
-  /** The journal entry and the lengths of every file appended to, in one atomic write. */
-  private async saveCheckpoint(cp: ResolvedCheckpoint): Promise<void> {
+  /** The journal entry, the lengths of every file appended to and of the undo log, in one atomic write. */
+  private async saveCheckpoint(cp: ResolvedCheckpoint, undo: AppendFile | undefined): Promise<void> {
     const files: AppendFile[] = [];
     for (const name of this.written) {
       const t = this.jsonTargets.get(name);
@@ -625,6 +648,7 @@ export class FilesConnector implements Connector {
       doc.runs[cp.id] = cp.entry;
       const off = offsetsOf(doc);
       for (const f of files) off[basename(f.path)] = { runId: cp.runId, length: f.length } satisfies FileOffset;
+      if (cp.undo && undo) SidecarJournal.commitUndo(doc, cp.undo.runId, undo);
     });
   }
 
@@ -638,9 +662,10 @@ export class FilesConnector implements Connector {
   }
 
   /**
-   * Runs `append` (which appends to `files` and fsyncs them), then saves `checkpoint`. On a
-   * failure the appended bytes are cut off again, unless the checkpoint reached the journal
-   * anyway (a rename that landed before an error): either way the data and the journal agree.
+   * Runs `append` (which appends to `files` and fsyncs them), appends and fsyncs the
+   * checkpoint's undo row, then saves `checkpoint`. On a failure the appended bytes (undo row
+   * included) are cut off again, unless the checkpoint reached the journal anyway (a rename
+   * that landed before an error): either way the data, the undo log and the journal agree.
    */
   private async durably(
     where: string,
@@ -649,22 +674,40 @@ export class FilesConnector implements Connector {
     checkpoint: ResolvedCheckpoint | undefined,
     append: () => Promise<void>,
   ): Promise<void> {
+    const all = [...files];
+    const lengths = [...before];
+    let undo: AppendFile | undefined;
     try {
+      if (checkpoint?.undo) {
+        undo = await this.journalStore.openUndo(checkpoint.undo.runId);
+        all.push(undo);
+        lengths.push(undo.length);
+      }
       await append();
+      if (undo && checkpoint?.undo) {
+        await undo.append(checkpoint.undo.line);
+        await undo.sync();
+      }
     } catch (err) {
-      await this.rollBack(files, before);
+      await this.rollBack(all, lengths);
+      if (checkpoint?.undo) await this.journalStore.discardUndo(checkpoint.undo.runId);
       throw this.writeError(where, err);
     }
     if (!checkpoint) return;
     try {
-      await this.saveCheckpoint(checkpoint);
+      await this.saveCheckpoint(checkpoint, undo);
     } catch (err) {
-      const off = await this.journalStore.offsets().catch(() => ({}) as Record<string, FileOffset>);
-      const landed = files.every((f) => {
-        const e = off[basename(f.path)];
-        return e?.runId === checkpoint.runId && e.length === f.length;
-      });
-      if (!landed) await this.rollBack(files, before);
+      const doc = await this.journalStore.read().catch(() => undefined);
+      const off = doc?.offsets ?? {};
+      const landed =
+        doc !== undefined &&
+        files.every((f) => {
+          const e = off[basename(f.path)];
+          return e?.runId === checkpoint.runId && e.length === f.length;
+        }) &&
+        (!undo || !checkpoint.undo || doc.undo?.[checkpoint.undo.runId]?.length === undo.length);
+      if (!landed) await this.rollBack(all, lengths);
+      if (checkpoint.undo) await this.journalStore.discardUndo(checkpoint.undo.runId);
       throw this.writeError(where, err);
     }
   }
@@ -853,6 +896,7 @@ export class FilesConnector implements Connector {
   async close(): Promise<void> {
     for (const s of this.stores.values()) await s.close();
     for (const t of this.jsonTargets.values()) await t.pending.close();
+    await this.journalStore.close();
   }
 }
 

@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import fc from "fast-check";
 import mysql from "mysql2/promise";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Connector, ReadBatch, WriteOp } from "../../core/connector.js";
+import type { Checkpoint, Connector, JournalStore, ReadBatch, UndoRow, WriteOp } from "../../core/connector.js";
 import { copy } from "../../core/copy.js";
 import { isFerryError } from "../../core/errors.js";
 import type { Bookmark } from "../../core/messages.js";
@@ -782,5 +782,214 @@ INSERT INTO k SELECT seq * 1000000000000 FROM seq_1_to_3000;`);
     } finally {
       await c.close();
     }
+  });
+});
+
+describe("undo log", () => {
+  const TABLE = "CREATE TABLE t (id INT NOT NULL PRIMARY KEY, v VARCHAR(20) NULL)";
+
+  /** A checkpoint of `id` (run `runId`) whose `undo` gives a row of `seq` (none when undefined). */
+  function undoCheckpoint(runId: string, id: string, seq: number | undefined, entry: unknown = { seq }): Checkpoint {
+    return {
+      runId,
+      id,
+      entry: (result) => ({ id, startedAt: "2026-01-01T00:00:00Z", failed: result.failures.length }),
+      undo: () => (seq === undefined ? undefined : { runId, seq, entry }),
+    };
+  }
+
+  async function undoOf(j: JournalStore, runId: string): Promise<UndoRow[]> {
+    const out: UndoRow[] = [];
+    for await (const row of j.undo(runId)) out.push(row);
+    return out;
+  }
+
+  async function table(): Promise<{ db: string; url: string; c: MysqlConnector; s: CollectionSchema }> {
+    const { db, url } = await makeDb(TABLE);
+    const c = await open(url, { write: true });
+    return { db, url, c, s: await schemaOf(c, "t") };
+  }
+
+  const undoTables = async (db: string): Promise<number> =>
+    Number(
+      (
+        await rows(
+          `SELECT COUNT(*) AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = '${db}' AND TABLE_NAME = '_ferry_undo'`,
+        )
+      )[0]?.n,
+    );
+
+  it("saves a batch's undo row with its checkpoint; undo() yields it, list() never does, read-only too", async () => {
+    const { db, url, c, s } = await table();
+    const { undo: _, ...plain } = undoCheckpoint("r1", "r1", undefined);
+    await c.write(s, [{ op: "insert", record: { id: 1, v: "a" } }], plain);
+    // No checkpoint asked for an undo log yet: no undo table either.
+    expect(await undoTables(db)).toBe(0);
+    await c.write(s, [], undoCheckpoint("r1", "r1", undefined));
+    expect(await rows(`SELECT * FROM \`${db}\`._ferry_undo`)).toEqual([]);
+    const entry = { added: [[2]], prior: [{ id: 1, v: "a" }], text: "żółć 🚢 'q' \"dq\" \\ \u0000 \u2028" };
+    const calls: string[] = [];
+    const r = await c.write(
+      s,
+      [
+        { op: "insert", record: { id: 2, v: "b" } },
+        { op: "insert", record: { id: 1 } },
+      ],
+      {
+        runId: "r1",
+        id: "r1",
+        entry: (result) => {
+          calls.push("entry");
+          return { id: "r1", startedAt: "2026-01-01T00:00:00Z", failed: result.failures.length };
+        },
+        undo: (result) => {
+          calls.push(`undo ${result.failures.length}`);
+          return { runId: "r1", seq: 7, entry };
+        },
+      },
+    );
+    expect(r.failures.map((f) => f.index)).toEqual([1]);
+    expect(calls).toEqual(["entry", "undo 1"]);
+    expect(await undoOf(c.journal(), "r1")).toEqual([{ runId: "r1", seq: 7, entry }]);
+    expect(await undoOf(c.journal(), "r2")).toEqual([]);
+    // Exactly the run: `=` on a _bin column would find "r1" for "r1 " too.
+    expect(await undoOf(c.journal(), "r1 ")).toEqual([]);
+    expect(await c.journal().list()).toEqual([{ id: "r1", startedAt: "2026-01-01T00:00:00Z", failed: 1 }]);
+    expect((await c.discover()).map((x) => x.name)).toEqual(["t"]);
+    await c.close();
+
+    const ro = await open(url);
+    expect(await undoOf(ro.journal(), "r1")).toEqual([{ runId: "r1", seq: 7, entry }]);
+    expect(await ro.journal().list()).toHaveLength(1);
+    expect(isFerryError(await errorOf(ro.journal().forget("r1")), "E_UNSUPPORTED")).toBe(true);
+    await ro.close();
+  });
+
+  it("finds no undo rows, and forgets nothing, where there is no journal", async () => {
+    const { db, url } = await makeDb(TABLE);
+    const ro = await open(url);
+    expect(await undoOf(ro.journal(), "r1")).toEqual([]);
+    await ro.close();
+    const c = await open(url, { write: true });
+    expect(await undoOf(c.journal(), "r1")).toEqual([]);
+    await c.journal().forget("r1");
+    expect(await c.journal().list()).toEqual([]);
+    expect(await undoTables(db)).toBe(0);
+    await c.close();
+  });
+
+  it("yields a run's rows highest seq first, a page at a time, large rows included", async () => {
+    const { c, s } = await table();
+    const big = "x".repeat(3_000_000);
+    const seqs = Array.from({ length: 130 }, (_, i) => i * 2);
+    for (const seq of seqs) {
+      const entry = { seq, pad: seq % 40 === 0 ? big : "" };
+      await c.write(s, [{ op: "insert", record: { id: seq + 1 } }], undoCheckpoint("run", "run/t/0", seq, entry));
+      // Another run whose id the first run's is a prefix of, interleaved.
+      if (seq % 10 === 0) {
+        await c.write(s, [{ op: "insert", record: { id: seq + 2 } }], undoCheckpoint("run1", "run1", seq + 1));
+      }
+    }
+    const got = await undoOf(c.journal(), "run");
+    expect(got.map((r) => r.seq)).toEqual([...seqs].reverse());
+    expect(got.every((r) => r.runId === "run" && (r.entry as { seq: number }).seq === r.seq)).toBe(true);
+    expect((got.find((r) => r.seq === 80)!.entry as { pad: string }).pad).toBe(big);
+    expect((await undoOf(c.journal(), "run1")).map((r) => r.seq)).toEqual(
+      seqs
+        .filter((q) => q % 10 === 0)
+        .map((q) => q + 1)
+        .reverse(),
+    );
+    // Read lazily: rows forgotten after the first one was yielded are not yielded.
+    let seen = 0;
+    for await (const _ of c.journal().undo("run")) {
+      if (seen++ === 0) await c.journal().forget("run");
+    }
+    expect(seen).toBeGreaterThan(0);
+    expect(seen).toBeLessThan(seqs.length);
+    await c.close();
+  });
+
+  it("saves and reads back a row larger than max_allowed_packet, in parts", async () => {
+    const { db, c, s } = await table();
+    const packet = Number((await rows("SELECT @@GLOBAL.max_allowed_packet AS p"))[0]?.p);
+    // Four UTF-8 bytes per emoji (a surrogate pair: parts never split one), quotes and backslashes escaped.
+    const entry = { text: `${"🚢".repeat(Math.ceil(packet / 4) + 1000)}'"\\`, n: 1 };
+    await c.write(s, [{ op: "insert", record: { id: 1 } }], undoCheckpoint("big", "big", 3, entry));
+    await c.write(s, [{ op: "insert", record: { id: 2 } }], undoCheckpoint("big", "big", 4, { small: true }));
+    const parts = await rows(`SELECT COUNT(*) AS n FROM \`${db}\`._ferry_undo WHERE seq = 3`);
+    expect(Number(parts[0]?.n)).toBeGreaterThan(1);
+    const got = await undoOf(c.journal(), "big");
+    expect(got.map((r) => r.seq)).toEqual([4, 3]);
+    expect(got[1]?.entry).toEqual(entry);
+    await c.journal().forget("big");
+    expect(await rows(`SELECT seq FROM \`${db}\`._ferry_undo`)).toEqual([]);
+    await c.close();
+  });
+
+  it("a batch whose transaction fails leaves no undo row, nor its records or checkpoint", async () => {
+    const { db, c, s } = await table();
+    await c.write(s, [{ op: "insert", record: { id: 1 } }], undoCheckpoint("r", "r", 1));
+    // The undo row fails it, after the ops and the checkpoint were written: a seq already logged.
+    const dup = await errorOf(c.write(s, [{ op: "insert", record: { id: 4 } }], undoCheckpoint("r", "r/t/1", 1)));
+    expect(isFerryError(dup, "E_WRITE")).toBe(true);
+    // `undo` throws.
+    const thrown = await errorOf(
+      c.write(s, [{ op: "insert", record: { id: 5 } }], {
+        ...undoCheckpoint("r", "r/t/2", 5),
+        undo: () => {
+          throw new Error("no undo");
+        },
+      }),
+    );
+    expect((thrown as Error).message).toMatch(/no undo/);
+    // A later part of a large row fails (its place is taken): the parts before it go with the batch.
+    await admin.query(`INSERT INTO \`${db}\`._ferry_undo (run_id, seq, part, size, entry) VALUES ('r', 9, 1, 0, '')`);
+    const packet = Number((await rows("SELECT @@GLOBAL.max_allowed_packet AS p"))[0]?.p);
+    const long = await errorOf(
+      c.write(s, [{ op: "insert", record: { id: 6 } }], undoCheckpoint("r", "r/t/3", 9, "x".repeat(packet))),
+    );
+    expect(isFerryError(long, "E_WRITE")).toBe(true);
+    expect(await rows(`SELECT seq, part FROM \`${db}\`._ferry_undo ORDER BY seq, part`)).toEqual([
+      { seq: 1, part: 0 },
+      { seq: 9, part: 1 },
+    ]);
+    await admin.query(`DELETE FROM \`${db}\`._ferry_undo WHERE seq = 9`);
+    expect(await rows(`SELECT id FROM \`${db}\`.t`)).toEqual([{ id: 1 }]);
+    expect((await undoOf(c.journal(), "r")).map((r) => r.seq)).toEqual([1]);
+    expect(await rows(`SELECT COUNT(*) AS n FROM \`${db}\`._ferry_undo`)).toEqual([{ n: 1 }]);
+    expect(await c.journal().list()).toEqual([{ id: "r", startedAt: "2026-01-01T00:00:00Z", failed: 0 }]);
+    await c.close();
+  });
+
+  it("forget removes a run's entry, its ranges' rows and undo rows, and nothing of other runs", async () => {
+    const { c, s } = await table();
+    const runs = ["run-1", "run-10", "run-1x", "a_b", "aXb", "50%", "50%x", "5000", "b\\c", "b\\\\c"];
+    let id = 0;
+    for (const run of runs) {
+      for (const part of [run, `${run}/t/0`, `${run}/t/1`]) {
+        id++;
+        await c.write(s, [{ op: "insert", record: { id } }], undoCheckpoint(run, part, id));
+      }
+    }
+    const j = c.journal();
+    const ids = async () => ((await j.list()) as { id: string }[]).map((e) => e.id).sort();
+    const all = await ids();
+    expect(all).toHaveLength(runs.length * 3);
+    const gone = ["run-1", "a_b", "50%", "b\\c"];
+    for (const run of gone) {
+      await j.forget(run);
+      expect(await undoOf(j, run)).toEqual([]);
+    }
+    await j.forget("never-there");
+    await j.forget("run-1 ");
+    const kept = runs.filter((r) => !gone.includes(r));
+    expect(await ids()).toEqual(all.filter((x) => kept.some((r) => x === r || x.startsWith(`${r}/`))));
+    for (const run of kept) {
+      expect(await undoOf(j, run)).toHaveLength(3);
+      expect(await j.get(run)).toBeDefined();
+    }
+    expect(await j.get("run-1")).toBeUndefined();
+    await c.close();
   });
 });

@@ -1,7 +1,8 @@
 /**
  * The MySQL/MariaDB connector (mysql2, text protocol): `mysql://` and `mariadb://`
  * databases, read in primary-key order from one consistent snapshot, written in one
- * transaction per batch with the run journal in `_ferry_journal`.
+ * transaction per batch with the run journal in `_ferry_journal` (and an import's undo log
+ * in `_ferry_undo`).
  */
 import type {
   Checkpoint,
@@ -33,7 +34,7 @@ import {
   serverInfo,
   type TableInfo,
 } from "./mysql-introspect.js";
-import { CREATE_JOURNAL, journalUpsert, MysqlJournal } from "./mysql-journal.js";
+import { CREATE_JOURNAL, CREATE_UNDO, journalUpsert, MysqlJournal, undoInserts } from "./mysql-journal.js";
 import { SessionPool } from "./mysql-pool.js";
 import {
   exportKeyedText,
@@ -116,6 +117,7 @@ export class MysqlConnector implements Connector, TextExport {
   readonly #tables = new Map<string, TableInfo>();
   readonly #counts = new Map<string, number>();
   #journalReady = false;
+  #undoReady = false;
   readonly #loadData = { enabled: true };
   readonly #journal: MysqlJournal;
   /** Collections this connector created, as given to `prepare` (finish builds their keys). */
@@ -137,6 +139,10 @@ export class MysqlConnector implements Connector, TextExport {
         this.#writing(async (s) => {
           await this.#ensureJournal(s);
           return fn(s);
+        }),
+      changing: (fn) =>
+        this.#writing(fn).catch((err: unknown) => {
+          throw writeError(err, this.#location.database, "_ferry_journal", "forget a run in the journal");
         }),
     });
   }
@@ -250,6 +256,16 @@ export class MysqlConnector implements Connector, TextExport {
       throw writeError(err, this.#location.database, "_ferry_journal", "create the run journal");
     }
     this.#journalReady = true;
+  }
+
+  async #ensureUndo(s: MysqlSession): Promise<void> {
+    if (this.#undoReady) return;
+    try {
+      await s.exec(CREATE_UNDO);
+    } catch (err) {
+      throw writeError(err, this.#location.database, "_ferry_undo", "create the undo log");
+    }
+    this.#undoReady = true;
   }
 
   /** The cached description of a table, or undefined when it does not exist. */
@@ -554,12 +570,14 @@ export class MysqlConnector implements Connector, TextExport {
 
   /**
    * Applies `ops` in one transaction, with `checkpoint` saved in `_ferry_journal` in the
-   * same transaction. A record the server refuses (NOT NULL, CHECK, too long, duplicate key,
-   * a value the column cannot hold, a replace or update that matches nothing) becomes a
-   * failure with the server's reason naming `db.table.column`; the rest apply. Values are
-   * written by the target column's type (see {@link encoderFor}). Deletes run with foreign
-   * keys checked, unlike the other ops: a record another table still references is refused
-   * (or its ON DELETE action applied), and a delete whose record is not there is no failure.
+   * same transaction (and its undo row, when its `undo` gives one, in `_ferry_undo`, in as
+   * many statements as `max_allowed_packet` asks). A record the server refuses (NOT NULL,
+   * CHECK, too long, duplicate key, a value the column cannot hold, a replace or update
+   * that matches nothing) becomes a failure with the server's reason naming
+   * `db.table.column`; the rest apply. Values are written by the target column's type (see
+   * {@link encoderFor}). Deletes run with foreign keys checked, unlike the other ops: a
+   * record another table still references is refused (or its ON DELETE action applied),
+   * and a delete whose record is not there is no failure.
    *
    * @throws FerryError `E_WRITE` (or `E_PERMISSION`, `E_CONNECTION`) when the batch as a
    * whole failed: then nothing of it, and not the checkpoint, was written.
@@ -568,6 +586,8 @@ export class MysqlConnector implements Connector, TextExport {
     const db = this.#location.database;
     const info = await this.#writing(async (s) => {
       if (checkpoint !== undefined) await this.#ensureJournal(s);
+      // DDL commits implicitly: the undo log's table is created before any batch's transaction.
+      if (checkpoint?.undo !== undefined) await this.#ensureUndo(s);
       return this.#table(s, collection.name);
     });
     if (info === undefined) {
@@ -593,7 +613,13 @@ export class MysqlConnector implements Connector, TextExport {
           ops,
         );
         const result: WriteResult = { failures };
-        if (checkpoint !== undefined) await s.exec(journalUpsert(checkpoint.id, checkpoint.entry(result)));
+        if (checkpoint !== undefined) {
+          const saved = journalUpsert(checkpoint.id, checkpoint.entry(result));
+          const undo = checkpoint.undo?.(result);
+          await s.exec(saved);
+          // In the same transaction: the batch, its checkpoint and its undo row commit together.
+          if (undo !== undefined) for (const sql of undoInserts(undo, server.maxAllowedPacket)) await s.exec(sql);
+        }
         await s.exec("COMMIT");
         open = false;
         return result;

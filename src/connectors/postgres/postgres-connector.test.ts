@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import fc from "fast-check";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import type { ReadBatch, WriteOp } from "../../core/connector.js";
+import type { Checkpoint, JournalStore, ReadBatch, UndoRow, WriteOp } from "../../core/connector.js";
 import { copy } from "../../core/copy.js";
 import { isFerryError } from "../../core/errors.js";
 import type { FerryEvent } from "../../core/events.js";
@@ -1086,5 +1086,208 @@ describe("journal", () => {
     expect((await reader.journal().list()).length).toBe(2);
     expect(await reader.discover()).toEqual([]);
     await reader.close();
+  });
+});
+
+describe("undo log", () => {
+  const TABLE = "CREATE TABLE t (id int PRIMARY KEY, v text)";
+
+  /** A checkpoint of `id` (run `runId`) whose `undo` gives a row of `seq` (none when undefined). */
+  function undoCheckpoint(runId: string, id: string, seq: number | undefined, entry: unknown = { seq }): Checkpoint {
+    return {
+      runId,
+      id,
+      entry: (result) => ({ id, startedAt: "2026-01-01T00:00:00Z", failed: result.failures.length }),
+      undo: () => (seq === undefined ? undefined : { runId, seq, entry }),
+    };
+  }
+
+  async function undoOf(j: JournalStore, runId: string): Promise<UndoRow[]> {
+    const out: UndoRow[] = [];
+    for await (const row of j.undo(runId)) out.push(row);
+    return out;
+  }
+
+  async function table(
+    sql = TABLE,
+  ): Promise<{ schema: string; url: string; c: PostgresConnector; s: CollectionSchema }> {
+    const { schema, url } = await freshSchema(sql);
+    const c = await open(url, { write: true });
+    return { schema, url, c, s: await schemaOf(c, "t") };
+  }
+
+  const hasUndoTable = async (schema: string): Promise<boolean> =>
+    (await admin.query("SELECT to_regclass($1) AS t", [`${schema}._ferry_undo`])).rows[0].t !== null;
+
+  it("saves a batch's undo row with its checkpoint; undo() yields it, list() never does, read-only too", async () => {
+    const { schema, url, c, s } = await table();
+    const { undo: _, ...plain } = undoCheckpoint("r1", "r1", undefined);
+    await c.write(s, [{ op: "insert", record: { id: 1, v: "a" } }], plain);
+    // No checkpoint asked for an undo log yet: no undo table either.
+    expect(await hasUndoTable(schema)).toBe(false);
+    await c.write(s, [], undoCheckpoint("r1", "r1", undefined));
+    expect((await admin.query(`SELECT count(*)::int AS n FROM ${schema}._ferry_undo`)).rows[0].n).toBe(0);
+    const entry = { added: [[2]], prior: [{ id: 1, v: "a" }], text: "żółć 🚢 'q' \"dq\" \\ \u0000 \u2028" };
+    const calls: string[] = [];
+    const r = await c.write(
+      s,
+      [
+        { op: "insert", record: { id: 2, v: "b" } },
+        { op: "insert", record: { id: 1 } },
+      ],
+      {
+        runId: "r1",
+        id: "r1",
+        entry: (result) => {
+          calls.push("entry");
+          return { id: "r1", startedAt: "2026-01-01T00:00:00Z", failed: result.failures.length };
+        },
+        undo: (result) => {
+          calls.push(`undo ${result.failures.length}`);
+          return { runId: "r1", seq: 7, entry };
+        },
+      },
+    );
+    expect(r.failures.map((f) => f.index)).toEqual([1]);
+    expect(calls).toEqual(["entry", "undo 1"]);
+    expect(await undoOf(c.journal(), "r1")).toEqual([{ runId: "r1", seq: 7, entry }]);
+    expect(await undoOf(c.journal(), "r2")).toEqual([]);
+    expect(await c.journal().list()).toEqual([{ id: "r1", startedAt: "2026-01-01T00:00:00Z", failed: 1 }]);
+    expect((await c.discover()).map((x) => x.name)).toEqual(["t"]);
+    await c.close();
+
+    const ro = await open(url);
+    expect(await undoOf(ro.journal(), "r1")).toEqual([{ runId: "r1", seq: 7, entry }]);
+    expect(await ro.journal().list()).toHaveLength(1);
+    expect(isFerryError(await errorOf(ro.journal().forget("r1")), "E_UNSUPPORTED")).toBe(true);
+    await ro.close();
+  });
+
+  it("finds no undo rows, and forgets nothing, where there is no journal", async () => {
+    const { url } = await freshSchema(TABLE);
+    const ro = await open(url);
+    expect(await undoOf(ro.journal(), "r1")).toEqual([]);
+    await ro.close();
+    const c = await open(url, { write: true });
+    expect(await undoOf(c.journal(), "r1")).toEqual([]);
+    await c.journal().forget("r1");
+    expect(await c.journal().list()).toEqual([]);
+    await c.close();
+  });
+
+  it("yields a run's rows highest seq first, a page at a time, large rows included", async () => {
+    const { c, s } = await table();
+    const big = "x".repeat(3_000_000);
+    const seqs = Array.from({ length: 130 }, (_, i) => i * 2);
+    for (const seq of seqs) {
+      const entry = { seq, pad: seq % 40 === 0 ? big : "" };
+      await c.write(s, [{ op: "insert", record: { id: seq + 1 } }], undoCheckpoint("run", "run/t/0", seq, entry));
+      // Another run whose id the first run's is a prefix of, interleaved.
+      if (seq % 10 === 0) {
+        await c.write(s, [{ op: "insert", record: { id: seq + 2 } }], undoCheckpoint("run1", "run1", seq + 1));
+      }
+    }
+    const rows = await undoOf(c.journal(), "run");
+    expect(rows.map((r) => r.seq)).toEqual([...seqs].reverse());
+    expect(rows.every((r) => r.runId === "run" && (r.entry as { seq: number }).seq === r.seq)).toBe(true);
+    expect((rows.find((r) => r.seq === 80)!.entry as { pad: string }).pad).toBe(big);
+    expect((await undoOf(c.journal(), "run1")).map((r) => r.seq)).toEqual(
+      seqs
+        .filter((q) => q % 10 === 0)
+        .map((q) => q + 1)
+        .reverse(),
+    );
+    // Read lazily: rows forgotten after the first one was yielded are not yielded.
+    let seen = 0;
+    for await (const _ of c.journal().undo("run")) {
+      if (seen++ === 0) await c.journal().forget("run");
+    }
+    expect(seen).toBeGreaterThan(0);
+    expect(seen).toBeLessThan(seqs.length);
+    await c.close();
+  });
+
+  it("a batch whose transaction fails leaves no undo row, nor its records or checkpoint", async () => {
+    const { schema, c, s } = await table(
+      "CREATE TABLE t (id int PRIMARY KEY, v text, CONSTRAINT v_once UNIQUE (v) DEFERRABLE INITIALLY DEFERRED)",
+    );
+    await c.write(s, [{ op: "insert", record: { id: 1 } }], undoCheckpoint("r", "r", 1));
+    // The commit fails (a deferred constraint), after the ops, the checkpoint and the undo row were written.
+    const deferred = await errorOf(
+      c.write(
+        s,
+        [
+          { op: "insert", record: { id: 2, v: "same" } },
+          { op: "insert", record: { id: 3, v: "same" } },
+        ],
+        undoCheckpoint("r", "r/t/0", 2),
+      ),
+    );
+    expect(isFerryError(deferred, "E_WRITE")).toBe(true);
+    // The undo row itself fails it: a seq already logged.
+    const dup = await errorOf(c.write(s, [{ op: "insert", record: { id: 4 } }], undoCheckpoint("r", "r/t/1", 1)));
+    expect(isFerryError(dup, "E_WRITE")).toBe(true);
+    // `undo` throws.
+    const thrown = await errorOf(
+      c.write(s, [{ op: "insert", record: { id: 5 } }], {
+        ...undoCheckpoint("r", "r/t/2", 5),
+        undo: () => {
+          throw new Error("no undo");
+        },
+      }),
+    );
+    expect((thrown as Error).message).toMatch(/no undo/);
+    expect(await rowsText(schema, "t", "x.id")).toEqual(["(1,)"]);
+    expect((await undoOf(c.journal(), "r")).map((r) => r.seq)).toEqual([1]);
+    expect(await c.journal().list()).toEqual([{ id: "r", startedAt: "2026-01-01T00:00:00Z", failed: 0 }]);
+    await c.close();
+  });
+
+  it("forget removes a run's entry, its ranges' rows and undo rows, and nothing of other runs", async () => {
+    const { c, s } = await table();
+    const runs = ["run-1", "run-10", "run-1x", "a_b", "aXb", "50%", "50%x", "5000", "b\\c", "b\\\\c"];
+    let id = 0;
+    for (const run of runs) {
+      for (const part of [run, `${run}/t/0`, `${run}/t/1`]) {
+        id++;
+        await c.write(s, [{ op: "insert", record: { id } }], undoCheckpoint(run, part, id));
+      }
+    }
+    const j = c.journal();
+    const ids = async () => ((await j.list()) as { id: string }[]).map((e) => e.id).sort();
+    const all = await ids();
+    expect(all).toHaveLength(runs.length * 3);
+    const gone = ["run-1", "a_b", "50%", "b\\c"];
+    for (const run of gone) {
+      await j.forget(run);
+      expect(await undoOf(j, run)).toEqual([]);
+    }
+    await j.forget("never-there");
+    const kept = runs.filter((r) => !gone.includes(r));
+    expect(await ids()).toEqual(all.filter((x) => kept.some((r) => x === r || x.startsWith(`${r}/`))));
+    for (const run of kept) {
+      expect(await undoOf(j, run)).toHaveLength(3);
+      expect(await j.get(run)).toBeDefined();
+    }
+    expect(await j.get("run-1")).toBeUndefined();
+    await c.close();
+  });
+
+  it("refuses an undo log on the bulk path (E_INTERNAL), writing nothing", async () => {
+    const { url: from } = await freshSchema(`${TABLE}; INSERT INTO t VALUES (1, 'a'), (2, 'b')`);
+    const { schema, url: to } = await freshSchema(TABLE);
+    const src = await open(from);
+    const dst = await open(to, { write: true });
+    const s = await schemaOf(src, "t");
+    await dst.prepare(s);
+    expect(dst.canBulkCopyFrom(src, s)).toBe(true);
+    const err = await errorOf(
+      dst.bulkCopyFrom(src, s, { limit: 10 }, () => ({ ...undoCheckpoint("r", "r", 0), entry: () => ({}) })),
+    );
+    expect(isFerryError(err, "E_INTERNAL")).toBe(true);
+    expect((await admin.query(`SELECT count(*)::int AS n FROM ${schema}.t`)).rows[0].n).toBe(0);
+    expect(await dst.journal().list()).toEqual([]);
+    await src.close();
+    await dst.close();
   });
 });

@@ -2,8 +2,8 @@
  * The PostgreSQL connector (pg + pg-copy-streams): `postgres://` instances whose collections
  * are the tables of one schema. Sources are read from one consistent snapshot by COPY in
  * key order; targets are written by COPY in one transaction per batch, with the run journal
- * in `_ferry_journal` in the same transaction; PostgreSQL → PostgreSQL moves rows as binary
- * COPY without parsing them.
+ * in `_ferry_journal` (and an import's undo log in `_ferry_undo`) in the same transaction;
+ * PostgreSQL → PostgreSQL moves rows as binary COPY without parsing them.
  */
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -49,7 +49,16 @@ import {
   splitNativeDdl,
   type TableInfo,
 } from "./postgres-introspect.js";
-import { ensureJournal, journalParams, journalUpsertSql, PostgresJournal } from "./postgres-journal.js";
+import {
+  ensureJournal,
+  ensureUndo,
+  journalParams,
+  journalUpsertSql,
+  PostgresJournal,
+  undoInsertSql,
+  undoParams,
+  withoutUndo,
+} from "./postgres-journal.js";
 import {
   ClientPool,
   type ConnectTarget,
@@ -114,8 +123,9 @@ interface Bounds {
 
 /**
  * How the work of one write transaction ends: `commit` (its value), with `checkpoint` (when
- * given) saved in `_ferry_journal` in the same transaction, its entry made from `result`; or
- * `rollback` (its value), nothing of it kept.
+ * given) saved in `_ferry_journal` in the same transaction, its entry made from `result`, and
+ * its undo row (when its `undo` gives one) in `_ferry_undo`; or `rollback` (its value),
+ * nothing of it kept.
  */
 type TransactionEnd<T> = { commit: T; checkpoint: Checkpoint | undefined; result: WriteResult } | { rollback: T };
 
@@ -171,6 +181,7 @@ export class PostgresConnector implements Connector, BulkTransfer {
   #pool: ClientPool | undefined;
   #schemaReady = false;
   #journalReady = false;
+  #undoReady = false;
   /** Foreign keys that could not be built yet (the referenced table or key was missing). */
   readonly #pendingForeignKeys = new Map<string, { table: string; sql: string }>();
 
@@ -189,6 +200,12 @@ export class PostgresConnector implements Connector, BulkTransfer {
       schema: this.schema,
       read: (fn) => this.#meta(fn),
       write: (fn) => this.#withJournal(fn),
+      change: (fn) =>
+        this.#writerPool()
+          .use(fn)
+          .catch((err: unknown) => {
+            throw this.#error(err, "forget a run in the journal");
+          }),
     });
   }
 
@@ -375,9 +392,21 @@ export class PostgresConnector implements Connector, BulkTransfer {
     this.#journalReady = true;
   }
 
+  async #ensureUndo(client: pg.Client): Promise<void> {
+    if (this.#undoReady) return;
+    try {
+      await ensureUndo(client, this.schema);
+    } catch (cause) {
+      throw this.#error(cause, "create the undo log table _ferry_undo");
+    }
+    this.#undoReady = true;
+  }
+
   /**
    * Runs `work` in one transaction on a connection of `pool` (the journal table created first
-   * when `journal`), then commits or rolls back as it says (see {@link TransactionEnd}). When
+   * when `journal`, the undo log's when `undo`), then commits or rolls back as it says (see
+   * {@link TransactionEnd}). A checkpoint with `undo` is refused (`E_INTERNAL`, nothing
+   * committed) unless `undo` was given: the bulk paths keep no undo log. When
    * anything fails the transaction is rolled back, and the connection is discarded when the
    * rollback fails too or the error is not the server's refusal (a lost connection, a broken
    * stream); the error is thrown as `wrap` makes it (as it is without `wrap`).
@@ -385,12 +414,14 @@ export class PostgresConnector implements Connector, BulkTransfer {
   async #inTransaction<T>(
     pool: ClientPool,
     work: (client: pg.Client) => Promise<TransactionEnd<T>>,
-    options: { journal: boolean; wrap?: (err: unknown) => FerryError },
+    options: { journal: boolean; undo?: boolean; wrap?: (err: unknown) => FerryError },
   ): Promise<T> {
     const client = await pool.acquire();
     let broken = false;
     try {
       if (options.journal) await this.#ensureJournal(client);
+      // DDL outside the batch's transaction: concurrent writers never wait on each other's.
+      if (options.undo) await this.#ensureUndo(client);
       await client.query("BEGIN");
       try {
         const end = await work(client);
@@ -398,11 +429,13 @@ export class PostgresConnector implements Connector, BulkTransfer {
           await client.query("ROLLBACK");
           return end.rollback;
         }
-        if (end.checkpoint) {
-          await client.query(
-            journalUpsertSql(this.schema),
-            journalParams(end.checkpoint.id, end.checkpoint.entry(end.result)),
-          );
+        const checkpoint = end.checkpoint && (options.undo ? end.checkpoint : withoutUndo(end.checkpoint));
+        if (checkpoint) {
+          const saved = journalParams(checkpoint.id, checkpoint.entry(end.result));
+          const undo = checkpoint.undo?.(end.result);
+          await client.query(journalUpsertSql(this.schema), saved);
+          // In the same transaction: the batch, its checkpoint and its undo row commit together.
+          if (undo !== undefined) await client.query(undoInsertSql(this.schema), undoParams(undo));
         }
         await client.query("COMMIT");
         return end.commit;
@@ -919,13 +952,14 @@ export class PostgresConnector implements Connector, BulkTransfer {
   }
 
   /**
-   * Applies `ops` in one transaction with `checkpoint` saved in `_ferry_journal` in the same
-   * transaction. Inserts go by COPY; replaces by `INSERT … ON CONFLICT (match) DO UPDATE`
-   * when the match fields are the primary key or a unique key (else `UPDATE`); updates by
-   * `UPDATE … FROM` a staging table; deletes by `DELETE … USING` one (a delete whose record
-   * is not there is no failure). A record the server refuses (a constraint, a value its
-   * type rejects, a trigger; for a delete, a foreign key that still references the record)
-   * or that cannot be encoded for its column becomes a failure with the reason; the rest of
+   * Applies `ops` in one transaction with `checkpoint` saved in `_ferry_journal` in the
+   * same transaction (and its undo row, when its `undo` gives one, in `_ferry_undo`).
+   * Inserts go by COPY; replaces by `INSERT … ON CONFLICT (match) DO UPDATE` when the
+   * match fields are the primary key or a unique key (else `UPDATE`); updates by `UPDATE …
+   * FROM` a staging table; deletes by `DELETE … USING` one (a delete whose record is not
+   * there is no failure). A record the server refuses (a constraint, a value its type
+   * rejects, a trigger; for a delete, a foreign key that still references the record) or
+   * that cannot be encoded for its column becomes a failure with the reason; the rest of
    * the batch applies.
    *
    * @throws FerryError when the transaction itself fails (connection lost: `E_CONNECTION`;
@@ -943,6 +977,7 @@ export class PostgresConnector implements Connector, BulkTransfer {
       },
       {
         journal: Boolean(checkpoint),
+        undo: checkpoint?.undo !== undefined,
         wrap: (err) => {
           const e = this.#error(err, `write rows into ${info.name}`, info.name);
           if (e.code === "E_WRITE") e.message += ": nothing of this batch was written";
@@ -1221,6 +1256,8 @@ export class PostgresConnector implements Connector, BulkTransfer {
         { journal: true },
       );
     } catch (err) {
+      // A bug (a checkpoint asking an undo log here) is not a refused batch to redo record by record.
+      if (isFerryError(err, "E_INTERNAL")) throw err;
       const reason = isFerryError(err) ? err.message : describePgError(err);
       throw new FerryError(
         "E_WRITE",

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { client, startRedis, type TestRedis, withClient } from "../../../test/redis-server.js";
 import "../index.js";
 import { tempDir } from "../../../test/helpers.js";
+import type { Checkpoint, Connector, UndoRow, WriteOp } from "../../core/connector.js";
 import { copy } from "../../core/copy.js";
 import { isFerryError } from "../../core/errors.js";
 import { openConnector } from "../../core/registry.js";
@@ -886,5 +887,197 @@ describe("redis bulk path: a database without expiring keys", () => {
     expect(persistent).toBeLessThanOrEqual(300);
     for (const [k, v] of got)
       if (v.expiry !== -1) expect(Math.abs(v.expiry - Date.now() - 5 * DAY), k).toBeLessThan(60_000);
+  });
+});
+
+describe("redis undo log and forget", () => {
+  const keyspace: CollectionSchema = {
+    name: "app",
+    fields: ["key", "type", "ttl", "value"].map((f) => ({ name: f, type: "any" as const })),
+    primaryKey: ["key"],
+  };
+  /** A checkpoint of run `runId` (journal row `id`) whose batch has undo row `seq`. */
+  const withUndo = (runId: string, seq: number, payload?: unknown, id = runId): Checkpoint => ({
+    runId,
+    id,
+    entry: (r) => ({ id, status: "running", seq, failed: r.failures.length }),
+    undo: () => ({ runId, seq, entry: payload ?? { seq } }),
+  });
+  const insert = (n: number): WriteOp[] => [
+    { op: "insert", record: { key: `app:${n}`, type: "string", ttl: null, value: `v${n}` } },
+  ];
+
+  async function undoRows(c: Connector, runId: string): Promise<UndoRow[]> {
+    const out: UndoRow[] = [];
+    for await (const r of c.journal().undo(runId)) out.push(r);
+    return out;
+  }
+
+  it("saves each batch's undo row in its MULTI and reads them back highest seq first, page by page", async () => {
+    const dst = await b.fresh();
+    const c = await openConnector(dst, { write: true });
+    const { schema } = await c.prepare(keyspace);
+    // Seqs out of write order (read back by seq, pages of 100), rows larger than one round of
+    // reads (8 MB) after them, and a seq saved again (the later row replaces it).
+    const big = (n: number) => ({ n, blob: String.fromCharCode(97 + n).repeat(3 * 1024 * 1024) });
+    const seqs = [...Array.from({ length: 230 }, (_, i) => (i * 37) % 230), 230, 231, 232, 7];
+    let n = 0;
+    try {
+      for (const seq of seqs) {
+        const payload = seq >= 230 ? big(seq - 230) : seq === 7 && n > 0 ? { seq, again: true } : undefined;
+        expect((await c.write(schema, insert(n++), withUndo("imp-1", seq, payload))).failures).toEqual([]);
+      }
+      await c.write(schema, insert(n++), { runId: "imp-1", id: "imp-1", entry: () => ({ id: "imp-1" }) });
+      await c.write(schema, insert(n++), withUndo("imp-2", 0));
+      const rows = await undoRows(c, "imp-1");
+      expect(rows.map((r) => r.seq)).toEqual(Array.from({ length: 233 }, (_, i) => 232 - i));
+      expect(rows.every((r) => r.runId === "imp-1")).toBe(true);
+      expect(rows.slice(0, 3).map((r) => r.entry)).toEqual([big(2), big(1), big(0)]);
+      expect(rows.find((r) => r.seq === 7)?.entry).toEqual({ seq: 7, again: true });
+      expect(rows.find((r) => r.seq === 8)?.entry).toEqual({ seq: 8 });
+    } finally {
+      await c.close();
+    }
+    await withClient(dst, async (r) => {
+      expect(await r.type("ferry:undo:imp-1")).toBe("hash");
+      expect(await r.zcard("ferry:undo-seq:imp-1")).toBe(233);
+      expect(await r.hget("ferry:undo:imp-1", "0000000000000008")).toBe(JSON.stringify({ seq: 8 }));
+    });
+
+    // Read-only: undo and list work; the undo log is never data, listed, or copied.
+    const ro = await openConnector(dst);
+    try {
+      expect((await undoRows(ro, "imp-1")).length).toBe(233);
+      expect(await undoRows(ro, "imp-2")).toEqual([{ runId: "imp-2", seq: 0, entry: { seq: 0 } }]);
+      expect(await undoRows(ro, "nope")).toEqual([]);
+      for await (const x of ro.journal().undo("imp-1")) {
+        expect(x.seq).toBe(232); // stopping early is fine
+        break;
+      }
+      expect(((await ro.journal().list()) as { id: string }[]).map((e) => e.id).sort()).toEqual(["imp-1", "imp-2"]);
+      expect((await ro.discover()).map((s) => s.name)).toEqual(["app"]);
+      expect(
+        isFerryError(
+          await ro
+            .journal()
+            .forget("imp-1")
+            .catch((e: unknown) => e),
+          "E_UNSUPPORTED",
+        ),
+      ).toBe(true);
+    } finally {
+      await ro.close();
+    }
+    const other = await b.fresh();
+    expect((await copy({ from: dst, to: other })).total.copied).toBe(n);
+    await withClient(other, async (r) => expect(await r.keys("ferry:undo*")).toEqual([]));
+  }, 60_000);
+
+  it("a batch that fails or throws leaves no undo row, no entry and no data", async () => {
+    const dst = await b.fresh();
+    const db = new URL(dst).pathname;
+    // A user who may write the data and the journal, not the undo log: the server refuses the
+    // transaction while queueing it (EXECABORT), so nothing of it applies.
+    await withClient(dst, (r) =>
+      r.call(
+        "ACL",
+        "SETUSER",
+        "noundo",
+        "on",
+        ">pw",
+        "resetkeys",
+        "~app:*",
+        "~ferry:journal",
+        "~ferry:schemas",
+        "+@all",
+      ),
+    );
+    const c = await openConnector(`redis://noundo:pw@127.0.0.1:${b.port}${db}`, { write: true });
+    try {
+      const { schema } = await c.prepare(keyspace);
+      await c.write(schema, insert(0), { runId: "imp-1", id: "imp-1", entry: () => ({ id: "imp-1" }) });
+      const refused = await c.write(schema, insert(1), withUndo("imp-1", 0)).catch((e: unknown) => e);
+      expect(isFerryError(refused, "E_WRITE")).toBe(true);
+      expect((refused as Error).message).toMatch(/NOPERM|EXECABORT/);
+      // Building the row throws, or its entry is not JSON (E_INTERNAL): nothing is sent.
+      const throwing: Checkpoint = {
+        ...withUndo("imp-1", 0),
+        undo: () => {
+          throw new Error("no undo");
+        },
+      };
+      expect(await c.write(schema, insert(2), throwing).catch((e: unknown) => e)).toMatchObject({ message: "no undo" });
+      const bigint = await c.write(schema, insert(3), withUndo("imp-1", 0, { n: 1n })).catch((e: unknown) => e);
+      expect(isFerryError(bigint, "E_INTERNAL")).toBe(true);
+    } finally {
+      await c.close();
+      await withClient(dst, (r) => r.call("ACL", "DELUSER", "noundo"));
+    }
+    // Only the first batch (no undo row) is there.
+    await withClient(dst, async (r) => {
+      expect((await r.keys("*")).sort()).toEqual(["app:0", "ferry:journal"]);
+      expect(JSON.parse((await r.hget("ferry:journal", "imp-1")) ?? "null")).toEqual({ id: "imp-1" });
+    });
+  });
+
+  it("the bulk path refuses a checkpoint with an undo row (E_INTERNAL) before writing a key", async () => {
+    const src = await a.fresh();
+    const dst = await b.fresh();
+    await withClient(src, async (r) => {
+      for (let i = 0; i < 10; i++) await r.set(`app:${i}`, `v${i}`);
+    });
+    const from = await openConnector(src);
+    const to = (await openConnector(dst, { write: true })) as RedisConnector;
+    try {
+      const [collection] = await from.discover();
+      await to.prepare(collection as CollectionSchema);
+      const err = await to
+        .bulkCopyFrom(from, collection as CollectionSchema, { limit: 100 }, () => withUndo("imp-1", 0))
+        .catch((e: unknown) => e);
+      expect(isFerryError(err, "E_INTERNAL")).toBe(true);
+    } finally {
+      await from.close();
+      await to.close();
+    }
+    await withClient(dst, async (r) => expect(await r.dbsize()).toBe(0));
+  });
+
+  it("forget removes a run's entry, its range rows and undo log, not a run whose id starts the same", async () => {
+    const dst = await b.fresh();
+    const c = await openConnector(dst, { write: true });
+    try {
+      const { schema } = await c.prepare(keyspace);
+      const j = c.journal();
+      // "imp-1" and "imp-10"; "imp*" (a glob character: never matched as one).
+      for (const id of ["imp-1", "imp-10", "imp*"]) await j.save(id, { id, startedAt: "2026-01-01T00:00:00Z" });
+      await c.write(schema, insert(0), withUndo("imp-1", 0, undefined, "imp-1/app/0"));
+      await c.write(schema, insert(1), withUndo("imp-1", 1, undefined, "imp-1/app/1"));
+      await c.write(schema, insert(2), withUndo("imp-10", 0, undefined, "imp-10/app/0"));
+      await c.write(schema, insert(3), withUndo("imp*", 0, undefined, "imp*/app/0"));
+
+      await j.forget("imp*");
+      await j.forget("imp-1");
+      await j.forget("imp-1"); // not there: no error
+      await j.forget("never");
+      expect(await j.get("imp-1")).toBeUndefined();
+      expect(await undoRows(c, "imp-1")).toEqual([]);
+      expect(await undoRows(c, "imp*")).toEqual([]);
+      expect(await undoRows(c, "imp-10")).toEqual([{ runId: "imp-10", seq: 0, entry: { seq: 0 } }]);
+      // A run forgotten can start again under its id.
+      await c.write(schema, insert(4), withUndo("imp-1", 3));
+      expect((await undoRows(c, "imp-1")).map((r) => r.seq)).toEqual([3]);
+    } finally {
+      await c.close();
+    }
+    await withClient(dst, async (r) => {
+      expect((await r.hkeys("ferry:journal")).sort()).toEqual(["imp-1", "imp-10", "imp-10/app/0"]);
+      expect((await r.keys("ferry:undo*")).sort()).toEqual([
+        "ferry:undo-seq:imp-1",
+        "ferry:undo-seq:imp-10",
+        "ferry:undo:imp-1",
+        "ferry:undo:imp-10",
+      ]);
+      expect(await r.exists("app:0", "app:1", "app:2", "app:3", "app:4")).toBe(5);
+    });
   });
 });

@@ -16,6 +16,11 @@
  * it. A bookmark is a SCAN cursor, how many matching keys from it are done, and a check of
  * them (see `#keyBatches`). Aggregates are read in pages (HSCAN, SSCAN, ZRANGE, LRANGE, XRANGE).
  * Writes of a batch run in one MULTI/EXEC with the journal checkpoint (`ferry:journal` hash).
+ *
+ * A run's undo log (see `Checkpoint.undo`) rides the same MULTI/EXEC: the hash
+ * `ferry:undo:<runId>` (field: the row's `seq`, zero-padded, → its entry as JSON) and the
+ * sorted set `ferry:undo-seq:<runId>` (the same fields scored by `seq`), which orders and
+ * pages the rows. Like every `ferry:` key they are never listed as data nor copied.
  */
 import { isUtf8 } from "node:buffer";
 import { randomUUID } from "node:crypto";
@@ -31,6 +36,7 @@ import type {
   PrepareResult,
   ReadBatch,
   ReadOptions,
+  UndoRow,
   WriteFailure,
   WriteOp,
   WriteResult,
@@ -66,6 +72,14 @@ const INTERNAL = "ferry:";
 const JOURNAL_KEY = "ferry:journal";
 /** Schemas of table collections: a hash, collection name → schema JSON. */
 const SCHEMAS_KEY = "ferry:schemas";
+/** A run's undo rows: `ferry:undo:<runId>`, a hash, {@link undoField} → the row's entry (JSON). */
+const UNDO_ROWS_PREFIX = "ferry:undo:";
+/** A run's undo rows in order: `ferry:undo-seq:<runId>`, a sorted set of the hash's fields scored by `seq`. */
+const UNDO_SEQ_PREFIX = "ferry:undo-seq:";
+/** Undo rows listed per round when the log is read back. */
+const UNDO_PAGE_ROWS = 100;
+/** Bytes of undo entries fetched per round (at least one row, however large). */
+const UNDO_PAGE_BYTES = 8 * 1024 * 1024;
 /** Members per page when an aggregate is read or written in parts. */
 const PAGE = 1000;
 /** Keys per DUMP/RESTORE transaction (and checkpoint). */
@@ -194,11 +208,14 @@ export class RedisConnector implements Connector, BulkTransfer {
   #expiring = true;
   /** Why bulk batches go with typed commands (no DUMP/RESTORE), once that is known. */
   #typedOnly: string | undefined;
+  /** Opened with `write: true` (needed to forget a run). */
+  readonly #writable: boolean;
   #closed = false;
 
-  private constructor(url: string, location: RedisLocation, client: Redis) {
+  private constructor(url: string, location: RedisLocation, client: Redis, writable: boolean) {
     this.displayUrl = redactUrl(url);
     this.#location = location;
+    this.#writable = writable;
     this.identity = `redis://${location.host}:${location.port}/${location.db}`;
     this.#client = client;
   }
@@ -209,7 +226,7 @@ export class RedisConnector implements Connector, BulkTransfer {
    * @throws FerryError `E_CONNECTION` (unreachable, wrong password), `E_CONFIG` (no such
    * database), `E_UNSUPPORTED` (Redis Cluster).
    */
-  static async open(url: string, _options: ConnectorOptions): Promise<RedisConnector> {
+  static async open(url: string, connectorOptions: ConnectorOptions): Promise<RedisConnector> {
     const location = parseRedisUrl(url);
     const where = redactUrl(url);
     const options: RedisOptions = {
@@ -241,7 +258,7 @@ export class RedisConnector implements Connector, BulkTransfer {
       client.disconnect();
       throw connectionError(first ?? err, where, location);
     }
-    const c = new RedisConnector(url, location, client);
+    const c = new RedisConnector(url, location, client, connectorOptions.write === true);
     try {
       const info = await client.info();
       if (/^cluster_enabled:1/m.test(info)) {
@@ -774,6 +791,8 @@ export class RedisConnector implements Connector, BulkTransfer {
     }
     const staged = await this.#stageAll(src, batch);
     const count = batch.items.length + staged.length;
+    // Before any key is written: a checkpoint asking for an undo row is a bug in the caller.
+    const cp = withoutUndo(checkpoint(count, batch.bookmark));
     const conn = await this.#respConnection();
     const w = new RespWriter();
     for (const s of staged) {
@@ -817,7 +836,6 @@ export class RedisConnector implements Connector, BulkTransfer {
     }
     // After the keys: a run stopped in between redoes the batch (its keys then exist, so it is
     // refused and redone key by key, which overwrites them).
-    const cp = checkpoint(count, batch.bookmark);
     w.command(["HSET", JOURNAL_KEY, cp.id, JSON.stringify(cp.entry({ failures: [] }))]);
     checkReplies(await this.#respSend(conn, w, "save checkpoint"), this.displayUrl, collection.name);
     return { count, bookmark: batch.bookmark };
@@ -849,9 +867,9 @@ export class RedisConnector implements Connector, BulkTransfer {
       else tx.pexpireat(s.key, s.expiry);
     }
     const count = records.length + staged.length;
+    const cp = withoutUndo(checkpoint(count, batch.bookmark));
     try {
       if (failures.length > 0) throw new Error(failures.map((f) => f.reason).join("; "));
-      const cp = checkpoint(count, batch.bookmark);
       tx.hset(JOURNAL_KEY, cp.id, JSON.stringify(cp.entry({ failures: [] })));
       const replies = await tx.exec();
       if (replies === null) throw new Error("transaction aborted");
@@ -1374,9 +1392,21 @@ export class RedisConnector implements Connector, BulkTransfer {
       const p = this.#client.pipeline();
       for (const k of redisKeys) p.exists(k);
       const found = await this.#exec(p, "look up keys");
-      keys.forEach((k, i) => {
-        if (Number(found[i]) > 0) out.set(keyString(k), Object.fromEntries(fields.map((f, j) => [f, k[j] as Value])));
+      // The records whole (type, expiry, value; a table's row): a rollback restores them as they were.
+      const at = keys.flatMap((_, i) => (Number(found[i]) > 0 ? [i] : []));
+      const present = at.map((i) => redisKeys[i] as Buffer);
+      const rows = this.#rows.get(collection.name);
+      const records = table ? await this.#readTableRows(table, present) : await this.#readKeys(present);
+      const byKey = new Map<string, Row>();
+      records.forEach((r, n) => {
+        // Table rows come in the order asked (every key exists); key-space records name their key.
+        const id = table ? (present[n] as Buffer).toString("hex") : valueBytes(r.key as Value, "key").toString("hex");
+        byKey.set(id, rows ? this.#rowOf(r, rows) : r);
       });
+      for (const i of at) {
+        const r = byKey.get((redisKeys[i] as Buffer).toString("hex"));
+        if (r) out.set(keyString(keys[i] as Value[]), r);
+      }
       return out;
     }
     const index = await this.#index(table, fields);
@@ -1425,8 +1455,12 @@ export class RedisConnector implements Connector, BulkTransfer {
       );
     else await this.#writeKeyspace(tx, ops, failures);
     if (checkpoint) {
-      const entry = checkpoint.entry({ failures });
+      const result: WriteResult = { failures };
+      const entry = checkpoint.entry(result);
       tx.hset(JOURNAL_KEY, checkpoint.id, JSON.stringify(entry));
+      // The undo row rides the same MULTI/EXEC: saved exactly when the batch and its entry are.
+      const row = checkpoint.undo?.(result);
+      if (row) queueUndo(tx, row);
     }
     try {
       const replies = await tx.exec();
@@ -1437,6 +1471,47 @@ export class RedisConnector implements Connector, BulkTransfer {
     }
     for (const id of [...this.#indexes.keys()]) if (id.startsWith(`${collection.name}\u0000`)) this.#indexes.delete(id);
     return { failures };
+  }
+
+  /**
+   * The record an `update` leaves at a key holding `prior`, as {@link #writeKeyspace} merges:
+   * a hash's fields, a set's members and a sorted set's members (with the update's scores)
+   * added to the key's own, the update's expiry; any other type replaced whole; a table row's
+   * fields set. Undefined for a hash in pairs form (field names that are not UTF-8).
+   */
+  merged(prior: Row, update: Row): Row | undefined {
+    const type = String(update.type);
+    // A table row (a hash per row): the update's fields are set, the others kept.
+    if (prior.type === undefined || update.type === undefined) return { ...prior, ...update };
+    const additive = prior.type === type && (type === "hash" || type === "set" || type === "zset");
+    if (!additive) return { ...update, key: prior.key ?? (update.key as Value) };
+    const a = prior.value as unknown;
+    const b = update.value as unknown;
+    let value: JsonValue;
+    if (type === "hash") {
+      if (Array.isArray(a) || Array.isArray(b) || typeof a !== "object" || typeof b !== "object") return undefined;
+      value = { ...(a as Record<string, JsonValue>), ...(b as Record<string, JsonValue>) };
+    } else if (type === "set") {
+      const members = new Map<string, Buffer>();
+      for (const m of [...(a as JsonValue[]), ...(b as JsonValue[])]) {
+        const bytes = elementBytes(m, "member");
+        members.set(bytes.toString("hex"), bytes);
+      }
+      value = setValue([...members.values()]);
+    } else {
+      const scores = new Map<string, { member: Buffer; score: number }>();
+      for (const pair of [...(a as JsonValue[][]), ...(b as JsonValue[][])]) {
+        const member = elementBytes(pair[0], "member");
+        const text = scoreText(pair[1], "score");
+        const score =
+          text === "+inf" ? Number.POSITIVE_INFINITY : text === "-inf" ? Number.NEGATIVE_INFINITY : Number(text);
+        scores.set(member.toString("hex"), { member, score });
+      }
+      value = [...scores.values()]
+        .sort((x, y) => x.score - y.score || Buffer.compare(x.member, y.member))
+        .map((x) => [element(x.member), scoreJson(String(x.score))]);
+    }
+    return { key: prior.key as Value, type, ttl: (update.ttl ?? null) as Value, value };
   }
 
   async #writeKeyspace(tx: ReturnType<Redis["multi"]>, ops: WriteOp[], failures: WriteFailure[]): Promise<void> {
@@ -1556,7 +1631,94 @@ export class RedisConnector implements Connector, BulkTransfer {
         const entries = Object.values(all).map((s) => JSON.parse(s) as { startedAt?: string });
         return entries.sort((a, b) => String(b.startedAt ?? "").localeCompare(String(a.startedAt ?? "")));
       },
+      undo: (runId) => this.#undoRows(runId),
+      forget: (runId) => this.#forget(runId),
     };
+  }
+
+  /**
+   * A run's undo rows, highest `seq` first: the sorted set is listed {@link UNDO_PAGE_ROWS}
+   * fields at a time (below the last score seen), and their entries fetched in rounds of at
+   * most {@link UNDO_PAGE_BYTES} (HSTRLEN first), so memory holds one round, never the log.
+   */
+  async *#undoRows(runId: string): AsyncGenerator<UndoRow> {
+    const rowsKey = undoRowsKey(runId);
+    const seqKey = undoSeqKey(runId);
+    const what = `read the undo log of run ${runId}`;
+    let max = "+inf";
+    for (;;) {
+      const page = await this.#call(
+        () => this.#client.zrevrangebyscore(seqKey, max, "-inf", "WITHSCORES", "LIMIT", 0, UNDO_PAGE_ROWS),
+        what,
+      );
+      if (page.length === 0) return;
+      const fields: string[] = [];
+      const seqs: number[] = [];
+      for (let i = 0; i + 1 < page.length; i += 2) {
+        fields.push(page[i] as string);
+        seqs.push(Number(page[i + 1]));
+      }
+      const p = this.#client.pipeline();
+      for (const f of fields) p.hstrlen(rowsKey, f);
+      const sizes = (await this.#exec(p, what)).map(Number);
+      for (let i = 0; i < fields.length; ) {
+        let j = i;
+        let bytes = 0;
+        do bytes += sizes[j++] as number;
+        while (j < fields.length && bytes + (sizes[j] as number) <= UNDO_PAGE_BYTES);
+        const round = fields.slice(i, j);
+        const values = await this.#call(() => this.#client.hmget(rowsKey, ...round), what);
+        for (let k = 0; k < values.length; k++) {
+          const v = values[k];
+          // Gone meanwhile (the run was forgotten): not yielded.
+          if (v !== null && v !== undefined) yield { runId, seq: seqs[i + k] as number, entry: JSON.parse(v) };
+        }
+        i = j;
+      }
+      // Strictly below the last score: each seq has one field, so none is skipped.
+      max = `(${page[page.length - 1]}`;
+    }
+  }
+
+  /**
+   * Removes run `runId`'s entry, its ranges' rows (fields `<runId>/…`, found by HSCAN) and its
+   * undo log in one MULTI/EXEC. Other runs' fields, even those whose id starts with `runId`
+   * but not `runId/`, are kept.
+   */
+  async #forget(runId: string): Promise<void> {
+    if (!this.#writable) {
+      throw new FerryError(
+        "E_UNSUPPORTED",
+        `${this.displayUrl} was opened read-only: open it with { write: true } to forget run ${runId}`,
+      );
+    }
+    const prefix = Buffer.from(`${runId}/`, "utf8");
+    // Sent as UTF-8, as the fields were; only ASCII glob characters are escaped.
+    const match = `${escapeGlob(`${runId}/`)}*`;
+    const fields: Buffer[] = [];
+    let cursor = "0";
+    do {
+      const [next, items] = await this.#call(
+        () => this.#client.hscanBuffer(JOURNAL_KEY, cursor, "MATCH", match, "COUNT", "1000"),
+        "read journal",
+      );
+      cursor = String(next);
+      for (let i = 0; i < items.length; i += 2) {
+        const f = items[i] as Buffer;
+        if (f.length > prefix.length && f.subarray(0, prefix.length).equals(prefix)) fields.push(f);
+      }
+    } while (cursor !== "0");
+    const tx = this.#client.multi();
+    tx.hdel(JOURNAL_KEY, runId, ...fields);
+    tx.del(undoRowsKey(runId), undoSeqKey(runId));
+    try {
+      const replies = await tx.exec();
+      if (replies === null) throw new Error("transaction aborted");
+      for (const [err] of replies) if (err) throw err;
+    } catch (err) {
+      if (isFerryError(err)) throw err;
+      throw connectionError(err, this.displayUrl, this.#location, `forget run ${runId}`);
+    }
   }
 
   async close(): Promise<void> {
@@ -1602,6 +1764,63 @@ export class RedisConnector implements Connector, BulkTransfer {
 }
 
 // ---------------------------------------------------------------------------------------
+
+/** The hash of run `runId`'s undo entries. */
+function undoRowsKey(runId: string): string {
+  return `${UNDO_ROWS_PREFIX}${runId}`;
+}
+
+/** The sorted set ordering run `runId`'s undo rows. */
+function undoSeqKey(runId: string): string {
+  return `${UNDO_SEQ_PREFIX}${runId}`;
+}
+
+/** An undo row's field: its `seq`, zero-padded when a whole number (so the hash reads in order). */
+function undoField(seq: number): string {
+  return Number.isSafeInteger(seq) && seq >= 0 ? String(seq).padStart(16, "0") : String(seq);
+}
+
+/**
+ * Queues an undo row with the batch: its entry in the run's hash, its field in the run's
+ * sorted set (a row saved again under the same `seq` replaces the first).
+ *
+ * @throws FerryError `E_INTERNAL` for a row without a run id or a finite `seq`, or whose entry is not JSON.
+ */
+function queueUndo(tx: ReturnType<Redis["multi"]>, row: UndoRow): void {
+  if (typeof row.runId !== "string" || typeof row.seq !== "number" || !Number.isFinite(row.seq)) {
+    throw new FerryError("E_INTERNAL", `an undo row needs a run id and a finite seq, got ${row.runId} #${row.seq}`);
+  }
+  let json: string;
+  try {
+    json = JSON.stringify(row.entry) ?? "null";
+  } catch (err) {
+    throw new FerryError(
+      "E_INTERNAL",
+      `undo row ${row.seq} of run ${row.runId} is not JSON: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
+  }
+  const field = undoField(row.seq);
+  tx.hset(undoRowsKey(row.runId), field, json);
+  tx.zadd(undoSeqKey(row.runId), String(row.seq), field);
+}
+
+/**
+ * The bulk path writes no undo log (core takes the record path for a run that keeps one).
+ *
+ * @throws FerryError `E_INTERNAL` when the checkpoint asks for an undo row: it would be lost.
+ */
+function withoutUndo(cp: Checkpoint): Checkpoint {
+  if (cp.undo !== undefined) {
+    throw new FerryError(
+      "E_INTERNAL",
+      `the Redis bulk path keeps no undo log, but run ${cp.runId} asked for one: such a run must take the record path`,
+    );
+  }
+  return cp;
+}
 
 /** Whether `match` names every primary key field of a table collection (so it names the hash). */
 function coversKey(table: CollectionSchema, match: Record<string, Value>): boolean {

@@ -4,7 +4,7 @@ import { join, relative } from "node:path";
 import Database from "better-sqlite3";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
-import type { ReadBatch, WriteOp } from "../../core/connector.js";
+import type { Checkpoint, JournalStore, ReadBatch, UndoRow, WriteOp } from "../../core/connector.js";
 import { isFerryError } from "../../core/errors.js";
 import type { Bookmark } from "../../core/messages.js";
 import { openConnector } from "../../core/registry.js";
@@ -957,6 +957,197 @@ describe("journal", () => {
     expect(await c.journal().list()).toEqual([]);
     expect(await c.journal().get("any")).toBeUndefined();
     await c.close();
+  });
+});
+
+describe("undo log", () => {
+  const TABLE = "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)";
+
+  /** A checkpoint of `id` (run `runId`) whose `undo` gives a row of `seq` (none when undefined). */
+  function undoCheckpoint(runId: string, id: string, seq: number | undefined, entry: unknown = { seq }): Checkpoint {
+    return {
+      runId,
+      id,
+      entry: (result) => ({ id, startedAt: "2026-01-01T00:00:00Z", failed: result.failures.length }),
+      undo: () => (seq === undefined ? undefined : { runId, seq, entry }),
+    };
+  }
+
+  async function undoOf(j: JournalStore, runId: string): Promise<UndoRow[]> {
+    const out: UndoRow[] = [];
+    for await (const row of j.undo(runId)) out.push(row);
+    return out;
+  }
+
+  async function table(): Promise<{ path: string; c: SqliteConnector; s: CollectionSchema }> {
+    const path = makeDb(TABLE);
+    const c = await target(path);
+    return { path, c, s: await schemaOf(c, "t") };
+  }
+
+  it("saves a batch's undo row with its checkpoint; undo() yields it, list() never does, read-only too", async () => {
+    const { path, c, s } = await table();
+    const { undo: _, ...plain } = undoCheckpoint("r1", "r1", undefined);
+    await c.write(s, [{ op: "insert", record: { id: 1, v: "a" } }], plain);
+    // No checkpoint asked for an undo log yet: no undo table either.
+    expect(scalar(path, "SELECT count(*) FROM sqlite_master WHERE name = '_ferry_undo'")).toBe(0n);
+    // One that asks, but whose batch changed nothing to undo.
+    await c.write(s, [], undoCheckpoint("r1", "r1", undefined));
+    expect(scalar(path, "SELECT count(*) FROM _ferry_undo")).toBe(0n);
+    const entry = { added: [[2]], prior: [{ id: 1, v: "a" }], text: "żółć 🚢 'q' \"dq\" \\ \u0000 \u2028" };
+    const calls: string[] = [];
+    const r = await c.write(
+      s,
+      [
+        { op: "insert", record: { id: 2, v: "b" } },
+        { op: "insert", record: { id: 1 } },
+      ],
+      {
+        runId: "r1",
+        id: "r1",
+        entry: (result) => {
+          calls.push("entry");
+          return { id: "r1", startedAt: "2026-01-01T00:00:00Z", failed: result.failures.length };
+        },
+        undo: (result) => {
+          calls.push(`undo ${result.failures.length}`);
+          return { runId: "r1", seq: 7, entry };
+        },
+      },
+    );
+    expect(r.failures.map((f) => f.index)).toEqual([1]);
+    expect(calls).toEqual(["entry", "undo 1"]);
+    expect(await undoOf(c.journal(), "r1")).toEqual([{ runId: "r1", seq: 7, entry }]);
+    expect(await undoOf(c.journal(), "r2")).toEqual([]);
+    expect(await c.journal().list()).toEqual([{ id: "r1", startedAt: "2026-01-01T00:00:00Z", failed: 1 }]);
+    expect((await c.discover()).map((x) => x.name)).toEqual(["t"]);
+    await c.close();
+
+    const ro = await source(path);
+    expect(await undoOf(ro.journal(), "r1")).toEqual([{ runId: "r1", seq: 7, entry }]);
+    expect(await ro.journal().list()).toHaveLength(1);
+    expect(isFerryError(await errorOf(ro.journal().forget("r1")), "E_UNSUPPORTED")).toBe(true);
+    await ro.close();
+  });
+
+  it("finds no undo rows, and forgets nothing, where there is no journal; creates no file", async () => {
+    const path = dbPath("no-undo");
+    const c = await target(path);
+    expect(await undoOf(c.journal(), "r1")).toEqual([]);
+    await c.journal().forget("r1");
+    expect(existsSync(path)).toBe(false);
+    await c.close();
+    const ro = await source(makeDb(TABLE));
+    expect(await undoOf(ro.journal(), "r1")).toEqual([]);
+    await ro.close();
+  });
+
+  it("yields a run's rows highest seq first, a page at a time, large rows included", async () => {
+    const { c, s } = await table();
+    const big = "x".repeat(3_000_000);
+    const seqs = Array.from({ length: 130 }, (_, i) => i * 2);
+    for (const seq of seqs) {
+      const entry = { seq, pad: seq % 40 === 0 ? big : "" };
+      await c.write(s, [{ op: "insert", record: { id: seq + 1 } }], undoCheckpoint("run", "run/t/0", seq, entry));
+      // Another run whose id the first run's is a prefix of, interleaved.
+      if (seq % 10 === 0) {
+        await c.write(s, [{ op: "insert", record: { id: seq + 2 } }], undoCheckpoint("run1", "run1", seq + 1));
+      }
+    }
+    const rows = await undoOf(c.journal(), "run");
+    expect(rows.map((r) => r.seq)).toEqual([...seqs].reverse());
+    expect(rows.every((r) => r.runId === "run" && (r.entry as { seq: number }).seq === r.seq)).toBe(true);
+    expect((rows.find((r) => r.seq === 80)!.entry as { pad: string }).pad).toBe(big);
+    expect((await undoOf(c.journal(), "run1")).map((r) => r.seq)).toEqual(
+      seqs
+        .filter((q) => q % 10 === 0)
+        .map((q) => q + 1)
+        .reverse(),
+    );
+    // Read lazily: rows forgotten after the first one was yielded are not yielded.
+    let seen = 0;
+    for await (const _ of c.journal().undo("run")) {
+      if (seen++ === 0) await c.journal().forget("run");
+    }
+    expect(seen).toBeGreaterThan(0);
+    expect(seen).toBeLessThan(seqs.length);
+    await c.close();
+  });
+
+  it("a batch whose transaction fails leaves no undo row, nor its records or checkpoint", async () => {
+    const { path, c, s } = await table();
+    const db = new Database(path);
+    db.exec("CREATE TRIGGER boom BEFORE INSERT ON t WHEN NEW.v = 'boom' BEGIN SELECT RAISE(ROLLBACK, 'boom'); END");
+    db.close();
+    await c.write(s, [{ op: "insert", record: { id: 1 } }], undoCheckpoint("r", "r", 1));
+    // The ops fail the transaction.
+    const boom = await errorOf(
+      c.write(s, [{ op: "insert", record: { id: 2, v: "boom" } }], undoCheckpoint("r", "r/t/0", 2)),
+    );
+    expect(isFerryError(boom, "E_WRITE")).toBe(true);
+    // The undo row itself fails it, after the ops and the checkpoint were written: a seq already logged.
+    const dup = await errorOf(c.write(s, [{ op: "insert", record: { id: 3 } }], undoCheckpoint("r", "r/t/1", 1)));
+    expect(isFerryError(dup, "E_WRITE")).toBe(true);
+    // `undo` throws.
+    const thrown = await errorOf(
+      c.write(s, [{ op: "insert", record: { id: 4 } }], {
+        ...undoCheckpoint("r", "r/t/2", 4),
+        undo: () => {
+          throw new Error("no undo");
+        },
+      }),
+    );
+    expect((thrown as Error).message).toMatch(/no undo/);
+    expect(rowsOf(path, "SELECT id FROM t")).toEqual([[1n]]);
+    expect((await undoOf(c.journal(), "r")).map((r) => r.seq)).toEqual([1]);
+    expect(await c.journal().list()).toEqual([{ id: "r", startedAt: "2026-01-01T00:00:00Z", failed: 0 }]);
+    await c.close();
+  });
+
+  it("forget removes a run's entry, its ranges' rows and undo rows, and nothing of other runs", async () => {
+    const { c, s } = await table();
+    const runs = ["run-1", "run-10", "run-1x", "a_b", "aXb", "50%", "50%x", "5000", "b\\c", "b\\\\c"];
+    let id = 0;
+    for (const run of runs) {
+      for (const part of [run, `${run}/t/0`, `${run}/t/1`]) {
+        id++;
+        await c.write(s, [{ op: "insert", record: { id } }], undoCheckpoint(run, part, id));
+      }
+    }
+    const j = c.journal();
+    const ids = async () => ((await j.list()) as { id: string }[]).map((e) => e.id).sort();
+    const all = await ids();
+    expect(all).toHaveLength(runs.length * 3);
+    for (const gone of ["run-1", "a_b", "50%", "b\\c"]) {
+      await j.forget(gone);
+      expect(await undoOf(j, gone)).toEqual([]);
+    }
+    await j.forget("never-there");
+    const kept = runs.filter((r) => !["run-1", "a_b", "50%", "b\\c"].includes(r));
+    expect(await ids()).toEqual(all.filter((x) => kept.some((r) => x === r || x.startsWith(`${r}/`))));
+    for (const run of kept) {
+      expect(await undoOf(j, run)).toHaveLength(3);
+      expect(await j.get(run)).toBeDefined();
+    }
+    expect(await j.get("run-1")).toBeUndefined();
+    await c.close();
+  });
+
+  it("refuses an undo log on the bulk path (E_INTERNAL), writing nothing", async () => {
+    const from = makeDb(`${TABLE}; INSERT INTO t VALUES (1, 'a'), (2, 'b')`);
+    const to = makeDb(TABLE);
+    const src = await source(from);
+    const dst = await target(to);
+    const s = await schemaOf(src, "t");
+    expect(dst.canBulkCopyFrom(src, s)).toBe(true);
+    const err = await errorOf(
+      dst.bulkCopyFrom(src, s, { limit: 10 }, () => ({ ...undoCheckpoint("r", "r", 0), entry: () => ({}) })),
+    );
+    expect(isFerryError(err, "E_INTERNAL")).toBe(true);
+    expect(rowsOf(to, "SELECT count(*) FROM t")).toEqual([[0n]]);
+    expect(await dst.journal().list()).toEqual([]);
+    await src.close();
+    await dst.close();
   });
 });
 

@@ -1,7 +1,7 @@
 /**
  * The SQLite connector (better-sqlite3): `sqlite:PATH` instances, read in primary-key order
  * by keyset pagination, written with explicit INSERT/UPDATE statements in one transaction
- * per batch, with the run journal in `_ferry_journal`.
+ * per batch, with the run journal in `_ferry_journal` (and an import's undo log in `_ferry_undo`).
  */
 import { accessSync, constants, existsSync, mkdirSync, realpathSync, statSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
@@ -44,7 +44,7 @@ import {
   referencesTo,
   type TableInfo,
 } from "./sqlite-introspect.js";
-import { journalParams, journalUpsert, SqliteJournal } from "./sqlite-journal.js";
+import { journalParams, journalUpsert, SqliteJournal, undoInsert, undoParams, withoutUndo } from "./sqlite-journal.js";
 import { messageOf, quoteIdent, sqliteCode } from "./sqlite-sql.js";
 import { type BindMode, fromSqliteJson, sqliteFieldFor, toSqlite } from "./sqlite-types.js";
 import { parseSqliteUrl } from "./sqlite-url.js";
@@ -195,6 +195,8 @@ export class SqliteConnector implements Connector, BulkTransfer {
   #restoreJournalMode: string | undefined;
   #txn: Database.Transaction<(fn: () => unknown) => unknown> | undefined;
   #checkpointUpsert: Database.Statement | undefined;
+  /** The insert of an undo row into `_ferry_undo` (prepared when a checkpoint first carries `undo`). */
+  #undoInsert: Database.Statement | undefined;
   /** Path of the source attached for the bulk path, if any. */
   #attached: string | undefined;
   /** Whether this SQLite has the `dbstat` virtual table (known after the first {@link size}). */
@@ -208,7 +210,11 @@ export class SqliteConnector implements Connector, BulkTransfer {
     this.path = location.memory ? ":memory:" : resolve(location.path);
     memoryDatabases += location.memory ? 1 : 0;
     this.identity = location.memory ? `sqlite::memory:#${memoryDatabases}` : identityOf(this.path);
-    this.#journal = new SqliteJournal({ readable: () => this.#readable(), writable: () => this.#writable() });
+    this.#journal = new SqliteJournal({
+      readable: () => this.#readable(),
+      writable: () => this.#writable(),
+      existingWritable: () => this.#existingWritable(),
+    });
   }
 
   /**
@@ -326,6 +332,17 @@ export class SqliteConnector implements Connector, BulkTransfer {
       this.#writeReady = true;
     }
     return db;
+  }
+
+  /**
+   * The database for writing when it exists; undefined for a target whose file has not been
+   * created yet (nothing to change there).
+   *
+   * @throws FerryError `E_UNSUPPORTED` on a source.
+   */
+  #existingWritable(): Database.Database | undefined {
+    if (this.#db === undefined && !this.#closed && this.#forWrite) return undefined;
+    return this.#writable();
   }
 
   /** The cached description of a table, or undefined when it does not exist. */
@@ -646,7 +663,8 @@ export class SqliteConnector implements Connector, BulkTransfer {
   }
 
   /**
-   * Applies `ops` in one transaction, with `checkpoint` saved in the same transaction.
+   * Applies `ops` in one transaction, with `checkpoint` saved in the same transaction, and
+   * the checkpoint's undo row (when its `undo` returns one) in `_ferry_undo`, also in it.
    *
    * A refused op (UNIQUE, NOT NULL, CHECK, a STRICT type, an unknown column, a replace or
    * update that matches nothing) becomes a failure: SQLite undoes just that statement and
@@ -671,11 +689,16 @@ export class SqliteConnector implements Connector, BulkTransfer {
     const info = this.#requireTable(db, collection.name);
     try {
       if (checkpoint !== undefined) this.#checkpointUpsert ??= journalUpsert(db);
+      // The undo log's table is created (outside the transaction) once a checkpoint asks for it.
+      if (checkpoint?.undo !== undefined) this.#undoInsert ??= undoInsert(db);
       return this.#transaction(db, () => {
         const result = { failures: this.#applyOps(db, info, ops) };
         if (checkpoint !== undefined) {
           const saved = journalParams(checkpoint.id, checkpoint.entry(result));
+          const undo = checkpoint.undo?.(result);
           (this.#checkpointUpsert as Database.Statement).run(...saved);
+          // In the same transaction: the batch, its checkpoint and its undo row commit together.
+          if (undo !== undefined) (this.#undoInsert as Database.Statement).run(...undoParams(undo));
         }
         return result;
       });
@@ -983,7 +1006,7 @@ export class SqliteConnector implements Connector, BulkTransfer {
       const upsert = this.#checkpointUpsert;
       const count = this.#transaction(db, () => {
         const n = insert.run(...bind, ...last).changes;
-        const cp = checkpoint(n, bookmark);
+        const cp = withoutUndo(checkpoint(n, bookmark));
         upsert.run(...journalParams(cp.id, cp.entry({ failures: [] })));
         return n;
       });
@@ -1013,6 +1036,8 @@ export class SqliteConnector implements Connector, BulkTransfer {
     this.#db = undefined;
     this.#forgetTables();
     this.#journal.reset();
+    this.#checkpointUpsert = undefined;
+    this.#undoInsert = undefined;
     if (db === undefined || !db.open) return;
     // Detach first: an unqualified journal_mode pragma would change the source file too.
     if (this.#attached !== undefined) db.prepare(`DETACH DATABASE ${ATTACHED}`).run();

@@ -1,14 +1,29 @@
-/** The run journal kept in a SQLite database, in table `_ferry_journal`. */
+/** The run journal kept in a SQLite database, in table `_ferry_journal`, and its undo log in `_ferry_undo`. */
 import type Database from "better-sqlite3";
-import type { JournalStore } from "../../core/connector.js";
+import type { JournalStore, UndoRow } from "../../core/connector.js";
 import { FerryError } from "../../core/errors.js";
 
 /** Name of the journal table; `discover` never lists it. */
 export const JOURNAL_TABLE = "_ferry_journal";
+/** Name of the undo log table (see `Checkpoint.undo`); `discover` never lists it. */
+export const UNDO_TABLE = "_ferry_undo";
+
+/** Undo rows per page of {@link SqliteJournal.undo}, at most. */
+const UNDO_PAGE_ROWS = 50;
+/** Characters of undo entries fetched by one query, at most (a single larger row comes alone). */
+const UNDO_PAGE_CHARS = 8 * 1024 * 1024;
 
 const CREATE = `CREATE TABLE IF NOT EXISTS ${JOURNAL_TABLE} (id TEXT PRIMARY KEY, started_at TEXT, entry TEXT NOT NULL)`;
 const UPSERT = `INSERT INTO ${JOURNAL_TABLE} (id, started_at, entry) VALUES (?, ?, ?)
   ON CONFLICT (id) DO UPDATE SET started_at = coalesce(excluded.started_at, started_at), entry = excluded.entry`;
+/**
+ * The undo log: one row per batch that changed something, `size` the length of `entry` (its
+ * JSON text), so pages are cut by size without reading the entries.
+ */
+const CREATE_UNDO = `CREATE TABLE IF NOT EXISTS ${UNDO_TABLE} (
+  run_id TEXT NOT NULL, seq INTEGER NOT NULL, size INTEGER NOT NULL, entry TEXT NOT NULL, PRIMARY KEY (run_id, seq))`;
+/** A plain INSERT: a `seq` already in the run's log is a bug in the caller and fails the batch. */
+const INSERT_UNDO = `INSERT INTO ${UNDO_TABLE} (run_id, seq, size, entry) VALUES (?, ?, ?, ?)`;
 
 /** The database handles the journal needs from its connector. */
 export interface JournalHost {
@@ -16,6 +31,13 @@ export interface JournalHost {
   readable(): Database.Database | undefined;
   /** The database opened for writing (created if needed). */
   writable(): Database.Database;
+  /**
+   * The database opened for writing when it exists (undefined when a target file has not
+   * been created yet).
+   *
+   * @throws FerryError `E_UNSUPPORTED` on a source.
+   */
+  existingWritable(): Database.Database | undefined;
 }
 
 /**
@@ -38,6 +60,29 @@ export function journalParams(runId: string, entry: unknown): [string, string | 
 }
 
 /**
+ * The `[run_id, seq, size, entry]` parameters of an undo row's insert.
+ *
+ * @throws FerryError `E_INTERNAL` when the row is malformed (a `seq` that is not a safe
+ * integer) or its entry is not JSON-serialisable.
+ */
+export function undoParams(row: UndoRow): [string, number, number, string] {
+  if (typeof row.runId !== "string" || !Number.isSafeInteger(row.seq)) {
+    throw new FerryError(
+      "E_INTERNAL",
+      `undo row ${String(row.runId)}#${String(row.seq)} needs a run id and an integer seq: a bug in Ferry`,
+    );
+  }
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(row.entry);
+  } catch (cause) {
+    throw new FerryError("E_INTERNAL", `undo row ${row.runId}#${row.seq} is not JSON-serialisable`, { cause });
+  }
+  if (json === undefined) throw new FerryError("E_INTERNAL", `undo row ${row.runId}#${row.seq} is not a JSON value`);
+  return [row.runId, row.seq, json.length, json];
+}
+
+/**
  * Creates the journal table if needed and returns the prepared upsert
  * (`id, started_at, entry`), for use inside a write transaction.
  */
@@ -46,11 +91,40 @@ export function journalUpsert(db: Database.Database): Database.Statement {
   return db.prepare(UPSERT);
 }
 
-function hasJournal(db: Database.Database): boolean {
-  return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(JOURNAL_TABLE) !== undefined;
+/**
+ * Creates the undo log table if needed and returns the prepared insert (the parameters of
+ * {@link undoParams}), for use inside a write transaction.
+ */
+export function undoInsert(db: Database.Database): Database.Statement {
+  db.exec(CREATE_UNDO);
+  return db.prepare(INSERT_UNDO);
 }
 
-/** A {@link JournalStore} over `_ferry_journal`; reading a database without one finds nothing. */
+/**
+ * The checkpoint of a bulk batch: core never asks an undo log there (it takes the bulk path
+ * only into collections that were empty, without undo), so one that does is refused rather
+ * than saved without its undo row.
+ *
+ * @throws FerryError `E_INTERNAL` when the checkpoint has `undo`.
+ */
+export function withoutUndo<T extends { id: string; undo?: unknown }>(checkpoint: T): T {
+  if (checkpoint.undo !== undefined) {
+    throw new FerryError(
+      "E_INTERNAL",
+      `checkpoint ${checkpoint.id} of a bulk batch asks for an undo log, which the bulk path does not keep: a bug in Ferry`,
+    );
+  }
+  return checkpoint;
+}
+
+function hasTable(db: Database.Database, name: string): boolean {
+  return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !== undefined;
+}
+
+/**
+ * A {@link JournalStore} over `_ferry_journal` and `_ferry_undo`; reading a database without
+ * them finds nothing.
+ */
 export class SqliteJournal implements JournalStore {
   readonly #host: JournalHost;
   #upsert: Database.Statement | undefined;
@@ -68,7 +142,7 @@ export class SqliteJournal implements JournalStore {
 
   async get(runId: string): Promise<unknown | undefined> {
     const db = this.#host.readable();
-    if (!db || !hasJournal(db)) return undefined;
+    if (!db || !hasTable(db, JOURNAL_TABLE)) return undefined;
     const row = db.prepare(`SELECT entry FROM ${JOURNAL_TABLE} WHERE id = ?`).get(runId) as
       | { entry: string }
       | undefined;
@@ -77,15 +151,85 @@ export class SqliteJournal implements JournalStore {
 
   async list(): Promise<unknown[]> {
     const db = this.#host.readable();
-    if (!db || !hasJournal(db)) return [];
+    if (!db || !hasTable(db, JOURNAL_TABLE)) return [];
     const rows = db.prepare(`SELECT entry FROM ${JOURNAL_TABLE} ORDER BY started_at DESC, rowid DESC`).all() as {
       entry: string;
     }[];
     return rows.map((r) => JSON.parse(r.entry));
   }
 
+  /**
+   * See {@link JournalStore.undo}: pages of at most 50 rows by `seq` (keyset), each page's
+   * entries fetched a few megabytes at a time.
+   */
+  async *undo(runId: string): AsyncIterable<UndoRow> {
+    let below: number | undefined;
+    for (;;) {
+      const db = this.#host.readable();
+      if (!db || !hasTable(db, UNDO_TABLE)) return;
+      const page = db
+        .prepare(
+          `SELECT seq, size FROM ${UNDO_TABLE} WHERE run_id = ?${below === undefined ? "" : " AND seq < ?"} ORDER BY seq DESC LIMIT ?`,
+        )
+        .raw(true)
+        .safeIntegers(false)
+        .all(...(below === undefined ? [runId] : [runId, below]), UNDO_PAGE_ROWS) as [number, number][];
+      if (page.length === 0) return;
+      const fetch = db
+        .prepare(`SELECT seq, entry FROM ${UNDO_TABLE} WHERE run_id = ? AND seq <= ? AND seq >= ? ORDER BY seq DESC`)
+        .raw(true)
+        .safeIntegers(false);
+      for (const [from, to] of groups(page)) {
+        const rows = fetch.all(runId, from, to) as [number, string][];
+        for (const [seq, entry] of rows) yield { runId, seq, entry: JSON.parse(entry) };
+      }
+      below = (page[page.length - 1] as [number, number])[0];
+      if (page.length < UNDO_PAGE_ROWS) return;
+    }
+  }
+
+  /** See {@link JournalStore.forget}: the entry, `<runId>/…` rows and undo rows, in one transaction. */
+  async forget(runId: string): Promise<void> {
+    const db = this.#host.existingWritable();
+    if (db === undefined) return;
+    // A prefix compared as text, not a LIKE pattern: `_` and `%` in a run id are themselves.
+    const journal = hasTable(db, JOURNAL_TABLE)
+      ? db.prepare(`DELETE FROM ${JOURNAL_TABLE} WHERE id = ? OR substr(id, 1, length(?)) = ?`)
+      : undefined;
+    const undo = hasTable(db, UNDO_TABLE) ? db.prepare(`DELETE FROM ${UNDO_TABLE} WHERE run_id = ?`) : undefined;
+    db.transaction(() => {
+      journal?.run(runId, `${runId}/`, `${runId}/`);
+      undo?.run(runId);
+    }).immediate();
+  }
+
   /** Forgets prepared statements (the database was closed or reopened). */
   reset(): void {
     this.#upsert = undefined;
   }
+}
+
+/**
+ * Cuts a page of `[seq, size]` (highest seq first) into `[highest, lowest]` seq ranges whose
+ * entries together stay under {@link UNDO_PAGE_CHARS} (a larger row alone).
+ */
+function groups(page: readonly (readonly [number, number])[]): [number, number][] {
+  const out: [number, number][] = [];
+  let start: number | undefined;
+  let end = 0;
+  let chars = 0;
+  for (const [seq, size] of page) {
+    if (start !== undefined && chars + size > UNDO_PAGE_CHARS) {
+      out.push([start, end]);
+      start = undefined;
+    }
+    if (start === undefined) {
+      start = seq;
+      chars = 0;
+    }
+    end = seq;
+    chars += size;
+  }
+  if (start !== undefined) out.push([start, end]);
+  return out;
 }

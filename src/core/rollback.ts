@@ -1,0 +1,364 @@
+/**
+ * `rollback`: puts a target back as it was before a run that kept an undo log (an import),
+ * from that log: the records the run added are removed, those it replaced or merged get their
+ * prior content back. First every record the run wrote is compared with what it wrote: if one
+ * was changed (or removed) since, nothing is done and each is listed, unless `force`. The
+ * rollback is a run of its own in the journal, resumable, and marks the run it undid.
+ *
+ * `forget` removes a run from the journal with its undo log.
+ */
+import type { Connector, WriteOp } from "./connector.js";
+import { FerryError, isFerryError } from "./errors.js";
+import type { EventSink } from "./events.js";
+import { findRun } from "./history.js";
+import { currentUser, Journal, newRunId, type RunEntry } from "./journal.js";
+import { openConnector } from "./registry.js";
+import { isUndoEntry, recordDigest, type UndoEntry } from "./undo.js";
+import { decodeRow, decodeValue, keyOf, keyString, type Value } from "./values.js";
+
+/** Options of {@link rollback}. */
+export interface RollbackOptions {
+  /** The instance the run wrote to. */
+  at: string;
+  /** The run to undo: its id or a unique prefix. */
+  id: string;
+  /** Restore even the records changed since the run (their later changes are lost). Default `false`. */
+  force?: boolean;
+  /** Check and count; change nothing. Default `false`. */
+  dryRun?: boolean;
+  /** Continue this run's interrupted rollback. Default `false`. */
+  resume?: boolean;
+  signal?: AbortSignal;
+  onEvent?: EventSink;
+  /** Called once the changes are checked, before anything is written; return false to cancel. */
+  confirm?: (summary: { run: string; removes: number; restores: number }) => Promise<boolean>;
+}
+
+/** A record the run wrote that was changed after it. */
+export interface ChangedRecord {
+  collection: string;
+  key: string;
+  reason: string;
+}
+
+/** The outcome of {@link rollback}. */
+export interface RollbackResult {
+  /** The rollback's own run id (none for a dry run). */
+  runId?: string;
+  /** The run undone. */
+  undoes: string;
+  dryRun: boolean;
+  /** Records removed (the run had added them) and restored (it had replaced or merged them). */
+  removed: number;
+  restored: number;
+  /** Records the target refused to remove or restore, with the reason. */
+  failures: ChangedRecord[];
+  /** Records changed since the run (restored anyway only with `force`). */
+  changed: ChangedRecord[];
+  changedCount: number;
+}
+
+/** Most changed records listed (the count is exact). */
+const MAX_LISTED = 1000;
+
+/**
+ * Undoes a run at an instance from its undo log.
+ *
+ * @throws FerryError `E_NOT_FOUND` (no such run), `E_UNSUPPORTED` (the run kept no undo log),
+ * `E_USAGE` (already rolled back; a rollback), `E_DIRTY` (another run is unfinished there),
+ * `E_CONFLICT` listing the records changed since the run (nothing written; pass `force`).
+ */
+export async function rollback(o: RollbackOptions): Promise<RollbackResult> {
+  const dryRun = o.dryRun ?? false;
+  const emit: EventSink = o.onEvent ?? (() => {});
+  const target = await openConnector(o.at, { write: !dryRun });
+  try {
+    await target.check();
+    const journal = new Journal(target.journal());
+    const runs = await journal.list();
+    const run = findRun(runs, o.id, target.displayUrl);
+    if (run.command === "rollback") {
+      throw new FerryError(
+        "E_USAGE",
+        `run ${run.id} is a rollback itself: roll back the run it undid again by importing it`,
+      );
+    }
+    if (!run.options.undo) {
+      throw new FerryError(
+        "E_UNSUPPORTED",
+        `run ${run.id} (${run.command}) kept no undo log, so it cannot be rolled back: imports keep one unless --no-rollback`,
+      );
+    }
+    if (run.rolledBack) {
+      throw new FerryError(
+        "E_USAGE",
+        `run ${run.id} was already rolled back (by ${run.rolledBack.by} at ${run.rolledBack.at})`,
+      );
+    }
+    const earlier = runs.find(
+      (r) => r.command === "rollback" && r.undoes === run.id && r.status !== "done" && r.status !== "abandoned",
+    );
+    if (earlier && !o.resume && !o.force) {
+      throw new FerryError(
+        "E_DIRTY",
+        `run ${run.id} has an unfinished rollback ${earlier.id}: pass --resume to finish it (or --force to start it over)`,
+        { details: { runId: earlier.id } },
+      );
+    }
+    const resumed = o.resume ? earlier : undefined;
+    const blocking = runs.filter(
+      (r) => r !== run && r !== earlier && (r.status === "running" || r.status === "interrupted") && !r.rolledBack,
+    );
+    if (blocking.length > 0 && !o.force) {
+      const b = blocking[0] as RunEntry;
+      throw new FerryError(
+        "E_DIRTY",
+        `${target.displayUrl} has an unfinished run ${b.id} (${b.command}, ${b.status}): finish it (--resume) or pass --force`,
+        { details: { runId: b.id } },
+      );
+    }
+    // Rows a resumed rollback already applied (it goes from the highest seq down).
+    const through = resumed?.rollback?.through ?? Number.POSITIVE_INFINITY;
+
+    // 1. Check every record the run wrote against what it wrote.
+    const checked = await checkRows(target, run.id, through, o.signal);
+    if (checked.changedCount > 0 && !o.force) {
+      const shown = checked.changed
+        .slice(0, 10)
+        .map((c) => `  ${c.collection} ${c.key}: ${c.reason}`)
+        .join("\n");
+      throw new FerryError(
+        "E_CONFLICT",
+        `${checked.changedCount} record(s) written by run ${run.id} changed since, nothing was rolled back:\n${shown}${checked.changedCount > 10 ? `\n  … and ${checked.changedCount - 10} more` : ""}\n(pass --force to restore them anyway: their later changes are lost)`,
+        { details: { changed: checked.changed, count: checked.changedCount } },
+      );
+    }
+    const result: RollbackResult = {
+      undoes: run.id,
+      dryRun,
+      removed: 0,
+      restored: 0,
+      failures: [],
+      changed: checked.changed,
+      changedCount: checked.changedCount,
+    };
+    if (dryRun) return { ...result, removed: checked.removes, restored: checked.restores };
+    if (o.confirm && !(await o.confirm({ run: run.id, removes: checked.removes, restores: checked.restores }))) {
+      throw new FerryError("E_USAGE", "cancelled: nothing was rolled back");
+    }
+
+    // 2. Apply the log from the newest row down, as a run of its own.
+    const now = new Date().toISOString();
+    const rb: RunEntry = resumed
+      ? { ...resumed, status: "running" }
+      : {
+          id: newRunId(),
+          command: "rollback",
+          source: `run ${run.id}`,
+          target: target.displayUrl,
+          by: currentUser(),
+          startedAt: now,
+          status: "running",
+          undoes: run.id,
+          options: { conflict: "overwrite", collections: [], batchSize: 0 },
+          collections: {},
+          rollback: { removed: 0, restored: 0, failed: 0, total: checked.removes + checked.restores },
+        };
+    if (earlier && !resumed) await journal.save({ ...earlier, status: "abandoned", endedAt: now });
+    await journal.save(rb);
+    result.runId = rb.id;
+    const progress = rb.rollback as NonNullable<RunEntry["rollback"]>;
+    emit({
+      type: "run-start",
+      runId: rb.id,
+      command: "rollback",
+      source: rb.source,
+      target: rb.target,
+      dryRun: false,
+      resumed: resumed !== undefined,
+      collections: [],
+    });
+    try {
+      for await (const row of target.journal().undo(run.id)) {
+        if (row.seq >= through) continue;
+        if (o.signal?.aborted) {
+          throw new FerryError("E_INTERRUPTED", `interrupted: run ferry rollback ${run.id} --resume to finish`);
+        }
+        const e = row.entry as UndoEntry;
+        const ops = await undoOps(target, e, o.force === true);
+        const res = await target.write(e.schema, ops, {
+          runId: rb.id,
+          id: rb.id,
+          entry: (r) => {
+            const failed = new Set(r.failures.map((f) => f.index));
+            ops.forEach((op, i) => {
+              if (failed.has(i)) return;
+              if (op.op === "delete") progress.removed++;
+              else progress.restored++;
+            });
+            progress.failed += r.failures.length;
+            progress.through = row.seq;
+            return rb;
+          },
+        });
+        for (const f of res.failures) {
+          const op = ops[f.index] as WriteOp;
+          const match = "match" in op ? op.match : {};
+          if (result.failures.length < MAX_LISTED) {
+            result.failures.push({ collection: e.collection, key: describe(match), reason: f.reason });
+          }
+        }
+        emit({
+          type: "progress",
+          runId: rb.id,
+          collection: e.collection,
+          done: progress.removed + progress.restored + progress.failed,
+          total: progress.total,
+          rate: 0,
+          etaSeconds: undefined,
+        });
+      }
+      rb.status = progress.failed > 0 ? "failed" : "done";
+    } catch (err) {
+      rb.status = isFerryError(err, "E_INTERRUPTED") ? "interrupted" : "failed";
+      rb.error = { code: isFerryError(err) ? err.code : "E_INTERNAL", message: (err as Error).message };
+      rb.endedAt = new Date().toISOString();
+      await journal.save(rb).catch(() => {});
+      throw err;
+    }
+    rb.endedAt = new Date().toISOString();
+    await journal.save(rb);
+    if (rb.status === "done") await journal.save({ ...run, rolledBack: { by: rb.id, at: rb.endedAt } });
+    return { ...result, removed: progress.removed, restored: progress.restored };
+  } finally {
+    await target.close().catch(() => {});
+  }
+}
+
+/** Every undo row's records compared with the target now (rows at `through` and above skipped). */
+async function checkRows(
+  target: Connector,
+  runId: string,
+  through: number,
+  signal: AbortSignal | undefined,
+): Promise<{ changed: ChangedRecord[]; changedCount: number; removes: number; restores: number }> {
+  const changed: ChangedRecord[] = [];
+  let changedCount = 0;
+  let removes = 0;
+  let restores = 0;
+  // Keys a newer row of the run already covers: an older row's state of them was overwritten by the run itself.
+  const covered = new Set<string>();
+  for await (const row of target.journal().undo(runId)) {
+    if (row.seq >= through) continue;
+    if (signal?.aborted) throw new FerryError("E_INTERRUPTED", "interrupted: nothing was rolled back");
+    if (!isUndoEntry(row.entry)) {
+      throw new FerryError(
+        "E_CHECKSUM",
+        `run ${runId}'s undo log row ${row.seq} is not one Ferry wrote: it cannot be rolled back`,
+      );
+    }
+    const e = row.entry;
+    const items = [
+      ...e.added.map((a) => ({ key: a.key.map((v) => decodeValue(v)), digest: a.digest, added: true })),
+      ...e.prior.map((p) => ({ key: keyOf(decodeRow(p.record), e.key), digest: p.digest, added: false })),
+    ];
+    removes += e.added.length;
+    restores += e.prior.length;
+    const now = await target.lookup(
+      e.schema,
+      e.key,
+      items.map((i) => i.key),
+    );
+    for (const item of items) {
+      const ks = `${e.collection}\u0000${keyString(item.key)}`;
+      if (covered.has(ks)) continue;
+      covered.add(ks);
+      const current = now.get(keyString(item.key));
+      // No digest: a merge whose result the target could not tell; only its removal is seen.
+      const reason =
+        current === undefined
+          ? "removed since the run wrote it"
+          : item.digest !== "" && recordDigest(current, e.fields) !== item.digest
+            ? "changed since the run wrote it"
+            : undefined;
+      if (reason === undefined) continue;
+      changedCount++;
+      if (changed.length < MAX_LISTED)
+        changed.push({
+          collection: e.collection,
+          key: describe(Object.fromEntries(e.key.map((f, n) => [f, item.key[n] as Value]))),
+          reason,
+        });
+    }
+  }
+  return { changed, changedCount, removes, restores };
+}
+
+/** The ops that undo one row: delete what it added, put back what it replaced or merged. */
+async function undoOps(target: Connector, e: UndoEntry, force: boolean): Promise<WriteOp[]> {
+  const ops: WriteOp[] = [];
+  for (const a of e.added) {
+    const key = a.key.map((v) => decodeValue(v));
+    ops.push({ op: "delete", match: Object.fromEntries(e.key.map((f, n) => [f, key[n] as Value])) });
+  }
+  const priors = e.prior.map((p) => decodeRow(p.record));
+  // Forced: a record removed since is put back (inserted), not replaced.
+  const present = force
+    ? await target.lookup(
+        e.schema,
+        e.key,
+        priors.map((r) => keyOf(r, e.key)),
+      )
+    : undefined;
+  for (const record of priors) {
+    const key = keyOf(record, e.key);
+    const match = Object.fromEntries(e.key.map((f, n) => [f, key[n] as Value]));
+    if (present && !present.has(keyString(key))) ops.push({ op: "insert", record });
+    else ops.push({ op: "replace", match, record });
+  }
+  return ops;
+}
+
+function describe(match: Record<string, Value>): string {
+  return Object.entries(match)
+    .map(
+      ([f, v]) =>
+        `${f}=${JSON.stringify(typeof v === "bigint" ? v.toString() : v instanceof Uint8Array ? "(bytes)" : v)}`,
+    )
+    .join(",");
+}
+
+/** Options of {@link forget}. */
+export interface ForgetOptions {
+  at: string;
+  /** The run: its id or a unique prefix. */
+  id: string;
+  /** Forget a run that is still unfinished (its rollback data goes too). Default `false`. */
+  force?: boolean;
+}
+
+/**
+ * Removes a run from an instance's journal with its undo log (its data stays as it is; it
+ * can no longer be rolled back).
+ *
+ * @throws FerryError `E_NOT_FOUND`, `E_DIRTY` for an unfinished run without `force`.
+ */
+export async function forget(o: ForgetOptions): Promise<RunEntry> {
+  const target = await openConnector(o.at, { write: true });
+  try {
+    await target.check();
+    const journal = new Journal(target.journal());
+    const run = findRun(await journal.list(), o.id, target.displayUrl);
+    if ((run.status === "running" || run.status === "interrupted") && !run.rolledBack && !o.force) {
+      throw new FerryError(
+        "E_DIRTY",
+        `run ${run.id} is ${run.status}: finish it (--resume) or roll it back first, or pass --force to forget it anyway`,
+        { details: { runId: run.id } },
+      );
+    }
+    await target.journal().forget(run.id);
+    return run;
+  } finally {
+    await target.close().catch(() => {});
+  }
+}

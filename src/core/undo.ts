@@ -1,0 +1,120 @@
+/**
+ * The undo log of a run: per batch, what its ops changed at the target, saved with the
+ * batch's checkpoint in the same transaction (see `Checkpoint.undo`), so `rollback` can put
+ * the target back as it was: the keys the run added (to remove) and the prior content of what
+ * it replaced or merged (to restore), compactly — never a dump of the collection.
+ *
+ * To know whether a record was changed after the run wrote it, each entry keeps a digest of
+ * the record as written, over the fields written, with values normalised so that the same
+ * value read back from another engine's column digests alike: numbers and numeric text by
+ * their canonical decimal (12.50 = 12.5), timestamps and timestamp text by their instant (at
+ * microseconds, a zoneless text as UTC), JSON and JSON text by their content (keys sorted),
+ * booleans as 1/0, bytes by their content. (So a change from `12.50` to `12.5` in a text
+ * field goes unseen: it is the price of comparing across engines' spellings.)
+ */
+import { createHash } from "node:crypto";
+import type { CollectionSchema } from "./schema.js";
+import { type JsonValue, PreciseDate, parseTimestamp, type Row, type Value } from "./values.js";
+
+/** One batch's undo row entry (`UndoRow.entry`). */
+export interface UndoEntry {
+  /** The collection at the target (its name there). */
+  collection: string;
+  /** The collection as the run wrote it (a rollback writes through it). */
+  schema: CollectionSchema;
+  /** The fields that identify its records (the target's primary key, else the run's match key). */
+  key: string[];
+  /** The fields the run wrote (the digests are over these). */
+  fields: string[];
+  /** Keys (encoded values of `key`) of the records the batch added, with their digests as written. */
+  added: { key: JsonValue[]; digest: string }[];
+  /** Records the batch replaced or merged: their whole prior content (encoded), and the digest of what was written. */
+  prior: { record: Record<string, JsonValue>; digest: string }[];
+}
+
+/** A value in the form two engines' readings of it share. */
+function normal(v: Value | undefined): JsonValue {
+  if (v === null || v === undefined) return null;
+  switch (typeof v) {
+    case "boolean":
+      return v ? "1" : "0";
+    case "number":
+      return Object.is(v, -0) ? "0" : Number.isFinite(v) ? canonicalNumber(String(v)) : String(v);
+    case "bigint":
+      return v.toString();
+    case "string":
+      return normalText(v);
+    default:
+      break;
+  }
+  if (v instanceof Uint8Array) return `b64:${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString("base64")}`;
+  if (v instanceof Date) {
+    if (Number.isNaN(v.getTime())) return "date:invalid";
+    const micro = v instanceof PreciseDate ? v.microseconds : 0;
+    return `date:${v.getTime()}.${String(micro).padStart(3, "0")}`;
+  }
+  if (Array.isArray(v)) return v.map((x) => normal(x as Value));
+  const o = v as Record<string, JsonValue>;
+  const out: Record<string, JsonValue> = {};
+  for (const k of Object.keys(o).sort()) out[k] = normal(o[k] as Value);
+  return out;
+}
+
+const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+const TIMESTAMP_TEXT = /^[+-]?\d{4,6}-\d\d-\d\d([T ]\d\d:\d\d(:\d\d(\.\d+)?)?)?\s*(Z|[+-]\d\d(:?\d\d)?)?$/i;
+
+/** Text in the form its number, instant or JSON content takes (else itself). */
+function normalText(t: string): JsonValue {
+  if (NUMBER.test(t)) return canonicalNumber(t);
+  if (TIMESTAMP_TEXT.test(t)) {
+    const d = parseTimestamp(t);
+    if (!Number.isNaN(d.getTime())) return normal(d);
+  }
+  const c = t.charCodeAt(0);
+  if (c === 123 || c === 91) {
+    try {
+      return normal(JSON.parse(t) as Value);
+    } catch {
+      return t;
+    }
+  }
+  return t;
+}
+
+/** A decimal's canonical spelling: no sign on zero, no leading or trailing zeros, no exponent below 1e21. */
+function canonicalNumber(t: string): string {
+  const n = Number(t);
+  if (!/[eE]/.test(t) && /\./.test(t)) {
+    const [int = "", frac = ""] = t.replace(/^\+/, "").split(".");
+    const neg = int.startsWith("-");
+    const whole = (neg ? int.slice(1) : int).replace(/^0+(?=\d)/, "") || "0";
+    const f = frac.replace(/0+$/, "");
+    const out = f ? `${whole}.${f}` : whole;
+    return neg && out !== "0" ? `-${out}` : out;
+  }
+  if (/^[+-]?\d+$/.test(t)) {
+    const b = BigInt(t);
+    return b.toString();
+  }
+  return Number.isFinite(n) ? String(n) : t;
+}
+
+/** The digest of `record` over `fields` (a field it lacks counts as null). */
+export function recordDigest(record: Row, fields: readonly string[]): string {
+  const h = createHash("sha256");
+  h.update(JSON.stringify(fields.map((f) => normal(record[f]))));
+  return h.digest("base64url").slice(0, 22);
+}
+
+/** Whether `x` is an {@link UndoEntry} (a row of this format). */
+export function isUndoEntry(x: unknown): x is UndoEntry {
+  const e = x as UndoEntry;
+  return (
+    typeof x === "object" &&
+    x !== null &&
+    typeof e.collection === "string" &&
+    Array.isArray(e.key) &&
+    Array.isArray(e.added) &&
+    Array.isArray(e.prior)
+  );
+}

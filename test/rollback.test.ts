@@ -1,0 +1,287 @@
+/**
+ * Rollback of an import (issue 6): for every engine and conflict mode, importing a package
+ * into a target that already holds (other) data and rolling it back leaves the target as it
+ * was, compared record by record; records changed since the import stop the rollback (listed)
+ * unless forced; an interrupted rollback resumes; forget removes the run and its log.
+ */
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import mysql from "mysql2/promise";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import "../src/connectors/index.js";
+import { copy } from "../src/core/copy.js";
+import { isFerryError } from "../src/core/errors.js";
+import { history } from "../src/core/history.js";
+import type { ConflictMode } from "../src/core/journal.js";
+import { openConnector } from "../src/core/registry.js";
+import { forget, rollback } from "../src/core/rollback.js";
+import { encodeRow, type Row } from "../src/core/values.js";
+import { canonicalJson } from "../src/package/format.js";
+import { exportPackage, importPackage } from "../src/package/package.js";
+import { ensurePgDatabase, readAll, tempDir } from "./helpers.js";
+import { client, startRedis, type TestRedis } from "./redis-server.js";
+
+const SHOP = `sqlite:${join(import.meta.dirname, "..", "examples", "quickstart", "shop.db")}`;
+const PG_DB = "ferry_test";
+const tag = randomBytes(3).toString("hex");
+const schemas: string[] = [];
+const databases: string[] = [];
+const tmp = tempDir();
+let redis: TestRedis;
+let n = 0;
+const file = (name: string): string => join(tmp.dir, `${n++}-${name}`);
+
+async function pgExec(sql: string): Promise<void> {
+  const c = new pg.Client({ host: "127.0.0.1", port: 5432, user: "postgres", database: PG_DB });
+  await c.connect();
+  try {
+    await c.query(sql);
+  } finally {
+    await c.end();
+  }
+}
+
+async function myExec(sql: string): Promise<void> {
+  const c = await mysql.createConnection({ host: "127.0.0.1", port: 3306, user: "root", multipleStatements: true });
+  try {
+    await c.query(sql);
+  } finally {
+    await c.end();
+  }
+}
+
+/** A fresh, empty instance of `engine`. */
+async function fresh(engine: string): Promise<string> {
+  const id = `${tag}_${n++}`;
+  switch (engine) {
+    case "sqlite":
+      return `sqlite:${file("t.db")}`;
+    case "files":
+      return `${file("dir")}/`;
+    case "postgres": {
+      const s = `rb_${id}`;
+      schemas.push(s);
+      await pgExec(`CREATE SCHEMA ${s}`);
+      return `postgres://postgres@127.0.0.1:5432/${PG_DB}?schema=${s}`;
+    }
+    case "mysql": {
+      const d = `ferry_rb_${id}`;
+      databases.push(d);
+      await myExec(`CREATE DATABASE ${d} CHARACTER SET utf8mb4`);
+      return `mysql://root@127.0.0.1:3306/${d}`;
+    }
+    default:
+      throw new Error(engine);
+  }
+}
+
+beforeAll(async () => {
+  await ensurePgDatabase(PG_DB);
+  redis = await startRedis(64);
+});
+
+afterAll(async () => {
+  for (const s of schemas) await pgExec(`DROP SCHEMA IF EXISTS ${s} CASCADE`).catch(() => {});
+  for (const d of databases) await myExec(`DROP DATABASE IF EXISTS ${d}`).catch(() => {});
+  await redis?.stop();
+  tmp.cleanup();
+});
+
+/** Every record of every collection, encoded, in a stable order. */
+async function canonical(url: string): Promise<Record<string, string[]>> {
+  const out: Record<string, string[]> = {};
+  for (const [name, rows] of Object.entries(await readAll(url))) {
+    out[name] = rows.map((r: Row) => canonicalJson(encodeRow(r))).sort();
+  }
+  return out;
+}
+
+/** Applies ops to a collection of an instance (to make the target differ from the package). */
+async function change(
+  url: string,
+  collection: string,
+  ops: Parameters<Awaited<ReturnType<typeof openConnector>>["write"]>[1],
+): Promise<void> {
+  const c = await openConnector(url, { write: true });
+  try {
+    const schema = (await c.discover()).find((s) => s.name === collection);
+    if (!schema) throw new Error(`no ${collection} at ${url}`);
+    const r = await c.write(schema, ops);
+    if (r.failures.length > 0) throw new Error(JSON.stringify(r.failures));
+    await c.finish(schema);
+  } finally {
+    await c.close();
+  }
+}
+
+let pkg: string;
+beforeAll(async () => {
+  pkg = file("shop.ferry");
+  await exportPackage({ from: SHOP, output: pkg, collections: ["customers", "products"] });
+});
+
+/**
+ * A target holding the shop's customers and products, but: customers 41–50 missing (an import
+ * adds them), customers 1–10 with other names (overwrite and merge change them), and a customer
+ * of its own (id 1000) that the package does not have.
+ */
+async function seededTarget(engine: string): Promise<string> {
+  const to = await fresh(engine);
+  await copy({ from: SHOP, to, collections: ["customers", "products"] });
+  await change(to, "customers", [
+    ...Array.from({ length: 10 }, (_, i) => ({ op: "delete" as const, match: { id: 41 + i } })),
+    ...Array.from({ length: 10 }, (_, i) => ({
+      op: "update" as const,
+      match: { id: 1 + i },
+      record: { name: `Local ${i + 1}` },
+    })),
+    {
+      op: "insert" as const,
+      record: {
+        id: 1000,
+        email: "own@x.io",
+        name: "Own",
+        loyalty_points: 1,
+        joined_at: new Date("2024-01-01T00:00:00Z"),
+      },
+    },
+  ]);
+  return to;
+}
+
+const ENGINES = ["sqlite", "postgres", "mysql", "files"] as const;
+const MODES: ConflictMode[] = ["skip", "overwrite", "merge"];
+
+describe("rollback restores the target exactly", () => {
+  for (const engine of ENGINES) {
+    for (const mode of MODES) {
+      it(`${engine}, --conflict ${mode}`, async () => {
+        const to = await seededTarget(engine);
+        const before = await canonical(to);
+        const r = await importPackage({ input: pkg, to, conflict: mode });
+        expect(r.status).toBe("done");
+        expect(r.collections.customers?.copied).toBe(10);
+        const after = await canonical(to);
+        if (mode !== "skip") expect(after).not.toEqual(before);
+        const rb = await rollback({ at: to, id: r.runId });
+        expect(rb.removed).toBe(10);
+        expect(rb.restored).toBe(mode === "skip" ? 0 : 50 - 10 + 20); // customers 1–40 and the 20 products
+        expect(await canonical(to)).toEqual(before);
+        // The import is marked, the rollback recorded; a second rollback is refused.
+        const runs = await history({ at: to });
+        expect(runs.find((x) => x.id === r.runId)?.rolledBack?.by).toBe(rb.runId);
+        expect(runs.find((x) => x.id === rb.runId)).toMatchObject({
+          command: "rollback",
+          status: "done",
+          undoes: r.runId,
+        });
+        const again = await rollback({ at: to, id: r.runId }).catch((e: unknown) => e);
+        expect(isFerryError(again, "E_USAGE")).toBe(true);
+      });
+    }
+  }
+
+  it("an import into an empty target (fail mode) is rolled back to empty", async () => {
+    const to = await fresh("sqlite");
+    const r = await importPackage({ input: pkg, to });
+    const rb = await rollback({ at: to, id: r.runId });
+    expect(rb.removed).toBe(70);
+    const left = await readAll(to);
+    expect(left.customers ?? []).toEqual([]);
+    expect(left.products ?? []).toEqual([]);
+  });
+
+  it("Redis: keys added, overwritten (TTLs included) and merged come back as they were", async () => {
+    const from = await redis.fresh();
+    const to = await redis.fresh();
+    const s = client(from);
+    const t = client(to);
+    try {
+      await s.hset("h:1", { a: "new", b: "new" });
+      await s.set("s:1", "new");
+      await s.set("s:2", "added");
+      await t.hset("h:1", { a: "old", c: "kept" });
+      await t.pexpireat("h:1", Date.now() + 3_600_000);
+      await t.set("s:1", "old");
+      await t.set("own", "mine");
+    } finally {
+      s.disconnect();
+    }
+    const out = file("redis.ferry");
+    await exportPackage({ from, output: out });
+    for (const mode of ["overwrite", "merge"] as ConflictMode[]) {
+      const before = await canonical(to);
+      const ttl = await t.pexpiretime("h:1");
+      const r = await importPackage({ input: out, to, conflict: mode });
+      expect(await t.get("s:2")).toBe("added");
+      await rollback({ at: to, id: r.runId });
+      expect(await canonical(to)).toEqual(before);
+      expect(await t.exists("s:2")).toBe(0);
+      expect(Math.abs((await t.pexpiretime("h:1")) - ttl)).toBeLessThan(1000);
+    }
+    t.disconnect();
+  });
+});
+
+describe("records changed since the import", () => {
+  it("stop the rollback, listed, until --force; then everything is restored", async () => {
+    const to = await seededTarget("sqlite");
+    const before = await canonical(to);
+    const r = await importPackage({ input: pkg, to, conflict: "overwrite" });
+    await change(to, "customers", [
+      { op: "update", match: { id: 2 }, record: { name: "Edited after the import" } },
+      { op: "delete", match: { id: 45 } },
+    ]);
+    const changed = await canonical(to);
+    const err = await rollback({ at: to, id: r.runId }).catch((e: unknown) => e);
+    expect(isFerryError(err, "E_CONFLICT")).toBe(true);
+    expect((err as Error).message).toMatch(/2 record\(s\) written by run .* changed since, nothing was rolled back/);
+    expect((err as Error).message).toMatch(/customers id=2: changed since the run wrote it/);
+    expect((err as Error).message).toMatch(/customers id=45: removed since the run wrote it/);
+    expect(await canonical(to)).toEqual(changed);
+    const dry = await rollback({ at: to, id: r.runId, dryRun: true, force: true });
+    expect(dry).toMatchObject({ dryRun: true, removed: 10, restored: 60, changedCount: 2 });
+    expect(await canonical(to)).toEqual(changed);
+    await rollback({ at: to, id: r.runId, force: true });
+    expect(await canonical(to)).toEqual(before);
+  });
+});
+
+describe("an interrupted rollback, and forget", () => {
+  it("resumes where it stopped and ends exactly; forget removes the run and its log", async () => {
+    const to = await seededTarget("sqlite");
+    const before = await canonical(to);
+    const r = await importPackage({ input: pkg, to, conflict: "overwrite", batchSize: 10 });
+    const controller = new AbortController();
+    let batches = 0;
+    const stopped = await rollback({
+      at: to,
+      id: r.runId,
+      signal: controller.signal,
+      onEvent: (e) => {
+        if (e.type === "progress" && ++batches === 3) controller.abort();
+      },
+    }).catch((e: unknown) => e);
+    expect(isFerryError(stopped, "E_INTERRUPTED")).toBe(true);
+    const blocked = await rollback({ at: to, id: r.runId }).catch((e: unknown) => e);
+    expect(isFerryError(blocked, "E_DIRTY")).toBe(true);
+    const done = await rollback({ at: to, id: r.runId, resume: true });
+    expect(done.removed + done.restored).toBeGreaterThan(0);
+    expect(await canonical(to)).toEqual(before);
+
+    const kept = await importPackage({ input: pkg, to, conflict: "skip" });
+    await forget({ at: to, id: kept.runId });
+    expect((await history({ at: to })).map((x) => x.id)).not.toContain(kept.runId);
+    const gone = await rollback({ at: to, id: kept.runId }).catch((e: unknown) => e);
+    expect(isFerryError(gone, "E_NOT_FOUND")).toBe(true);
+  });
+
+  it("an import with rollback off cannot be rolled back, and says why", async () => {
+    const to = await fresh("sqlite");
+    const r = await importPackage({ input: pkg, to, rollback: false });
+    const err = await rollback({ at: to, id: r.runId }).catch((e: unknown) => e);
+    expect(isFerryError(err, "E_UNSUPPORTED")).toBe(true);
+    expect((err as Error).message).toMatch(/kept no undo log/);
+  });
+});
