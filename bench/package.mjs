@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Benchmark: `ferry export` beside `pg_dump -Fc` (time and file size), and `ferry import` into
-// an empty database beside `pg_restore` (time), on the generated PostgreSQL table of
+// an empty database (with its undo log, the default, and with --no-rollback) beside
+// `pg_restore` (time), on the generated PostgreSQL table of
 // bench/pg-copy.mjs, in one run. Prints seconds, rows/s, file size, peak RSS and Ferry's
 // figures as ratios of the native tool's.
 //
@@ -114,14 +115,23 @@ try {
       expectRows,
     ),
   );
+  results.push(
+    bench(
+      "ferry import --no-rollback",
+      freshDst,
+      `${node} ${bin} import --to ${PG}/${DST_DB} --input ${pkg} --yes --no-rollback 2> /dev/null`,
+      expectRows,
+    ),
+  );
   psql("postgres", `DROP DATABASE IF EXISTS ${DST_DB} WITH (FORCE)`);
 
   console.log(`\n${rows.toLocaleString()} rows; median of ${runs} run(s)\n`);
   console.log("| method | time | rows/s | file | peak RSS | time × native | size × native |");
   console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
-  const files = [dumpMB, pkgMB, undefined, undefined];
+  const files = [dumpMB, pkgMB, undefined, undefined, undefined];
   for (const [i, r] of results.entries()) {
-    const native = i % 2 === 1 ? results[i - 1] : undefined;
+    // Each Ferry row is compared with the native tool's row before it (the last import's too).
+    const native = i === 1 || i === 3 ? results[i - 1] : i === 4 ? results[2] : undefined;
     const size = files[i] === undefined ? "" : `${files[i].toFixed(1)} MB`;
     const sizeRatio = i === 1 ? `${(pkgMB / dumpMB).toFixed(2)}×` : "";
     console.log(

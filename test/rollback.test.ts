@@ -5,7 +5,9 @@
  * unless forced; an interrupted rollback resumes; forget removes the run and its log.
  */
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import mysql from "mysql2/promise";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -18,7 +20,7 @@ import { openConnector } from "../src/core/registry.js";
 import { forget, rollback } from "../src/core/rollback.js";
 import { encodeRow, type Row } from "../src/core/values.js";
 import { canonicalJson } from "../src/package/format.js";
-import { exportPackage, importPackage } from "../src/package/package.js";
+import { exportPackage, importPackage, validatePackage } from "../src/package/package.js";
 import { ensurePgDatabase, readAll, tempDir } from "./helpers.js";
 import { client, startRedis, type TestRedis } from "./redis-server.js";
 
@@ -221,6 +223,86 @@ describe("rollback restores the target exactly", () => {
       expect(Math.abs((await t.pexpiretime("h:1")) - ttl)).toBeLessThan(1000);
     }
     t.disconnect();
+  });
+});
+
+describe("rollback edge cases", () => {
+  it("files: the data file itself is rewritten, not only Ferry's view of it", async () => {
+    const to = await seededTarget("files");
+    const path = join(to, "customers.ndjson");
+    const lines = () => readFileSync(path, "utf8").trim().split("\n").length;
+    const before = lines();
+    const r = await importPackage({ input: pkg, to, conflict: "overwrite" });
+    await rollback({ at: to, id: r.runId });
+    expect(lines()).toBe(before);
+    expect(readFileSync(path, "utf8")).not.toMatch(/"id":45,/);
+  });
+
+  it("an overwrite matched on a natural key that changed the primary key is put back under the old one", async () => {
+    const to = await fresh("sqlite");
+    await copy({ from: SHOP, to, collections: ["customers"] });
+    // The target knows customer 5's email under id 905.
+    const c5 = ((await readAll(SHOP)).customers ?? []).find((c) => c.id === 5) as Row;
+    await change(to, "customers", [
+      { op: "delete", match: { id: 5 } },
+      { op: "insert", record: { ...c5, id: 905, name: "Local five" } },
+    ]);
+    const before = await canonical(to);
+    const r = await importPackage({
+      input: pkg,
+      to,
+      collections: ["customers"],
+      conflict: "overwrite",
+      key: ["email"],
+    });
+    expect(r.collections.customers).toMatchObject({ overwritten: 50 });
+    expect((await readAll(to)).customers?.some((c) => c.id === 905)).toBe(false);
+    await rollback({ at: to, id: r.runId });
+    expect(await canonical(to)).toEqual(before);
+  });
+
+  it("a parent deleted before a child that references it (a later batch) is deleted once the child is gone", async () => {
+    const src = `sqlite:${file("tree.db")}`;
+    const db = new Database(src.slice("sqlite:".length));
+    db.exec(`CREATE TABLE staff (id INTEGER PRIMARY KEY, boss INTEGER REFERENCES staff(id), name TEXT);
+      INSERT INTO staff VALUES (1, 3, 'a'), (2, 3, 'b'), (3, NULL, 'boss');`);
+    db.close();
+    const out = file("tree.ferry");
+    await exportPackage({ from: src, output: out });
+    const to = await fresh("sqlite");
+    const r = await importPackage({ input: out, to, batchSize: 1 });
+    const rb = await rollback({ at: to, id: r.runId });
+    expect(rb).toMatchObject({ removed: 3, failures: [] });
+    expect((await readAll(to)).staff ?? []).toEqual([]);
+  });
+
+  it("forget refuses a run whose rollback is unfinished", async () => {
+    const to = await seededTarget("sqlite");
+    const r = await importPackage({ input: pkg, to, conflict: "overwrite", batchSize: 10 });
+    const controller = new AbortController();
+    await rollback({
+      at: to,
+      id: r.runId,
+      signal: controller.signal,
+      onEvent: (e) => {
+        if (e.type === "progress") controller.abort();
+      },
+    }).catch(() => {});
+    const err = await forget({ at: to, id: r.runId }).catch((e: unknown) => e);
+    expect(isFerryError(err, "E_DIRTY")).toBe(true);
+    expect((err as Error).message).toMatch(/has an unfinished rollback/);
+    await rollback({ at: to, id: r.runId, resume: true });
+  });
+});
+
+describe("validate --against previews an import", () => {
+  it("counts per collection the records new, identical, and changed (to overwrite), writing nothing", async () => {
+    const to = await seededTarget("postgres");
+    const before = await canonical(to);
+    const { preview } = await validatePackage({ input: pkg, against: to, conflict: "overwrite" });
+    expect(preview.collections.customers).toMatchObject({ copied: 10, overwritten: 40, identical: 30 });
+    expect(preview.collections.products).toMatchObject({ copied: 0, overwritten: 20, identical: 20 });
+    expect(await canonical(to)).toEqual(before);
   });
 });
 

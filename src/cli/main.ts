@@ -721,7 +721,8 @@ Examples:
             ...(flags.yes ? {} : { confirm: askToConfirm }),
           });
           if (!flags.json && !r.dryRun && flags.rollback) {
-            process.stderr.write(`undo with: ferry rollback ${r.runId} --at ${flags.to}\n`);
+            // The instance as typed when it is a profile name; a URL without its password.
+            process.stderr.write(`undo with: ferry rollback ${r.runId} --at ${redactUrl(flags.to)}\n`);
           }
           if (r.dryRun && flags.conflict === "fail" && !flags.skipInvalid && r.total.failed > 0) return 4;
           return r.status === "done" ? 0 : 1;
@@ -735,7 +736,10 @@ Examples:
     )
     .argument("<id>", "the run (ferry history lists them; a unique prefix is enough)")
     .requiredOption("--at <url>", "the instance the run wrote to")
-    .option("--force", "restore even records changed since the run (their later changes are lost)")
+    .option(
+      "--force",
+      "restore even records changed since the run (their later changes are lost); also start although another run is unfinished, or start an unfinished rollback over",
+    )
     .option("--dry-run", "check every record and count what would be removed and restored; change nothing")
     .option("--resume", "finish this run's interrupted rollback")
     .option("-y, --yes", "do not ask for confirmation (required without a terminal)")

@@ -100,12 +100,12 @@ export class HumanRenderer {
   }
 }
 
-const COLUMNS: (keyof CollectionStats)[] = ["copied", "skipped", "overwritten", "merged", "failed"];
+const COLUMNS: Exclude<keyof CollectionStats, "identical">[] = ["copied", "skipped", "overwritten", "merged", "failed"];
 
 /** The per-collection and total summary printed at the end of a run. */
 export function summaryTable(e: RunEndEvent, resumable = true): string {
   const heads = e.dryRun
-    ? ["collection", "would copy", "skip", "overwrite", "merge", "refused"]
+    ? ["collection", "would copy", "skip", "overwrite", "merge", "refused", "identical"]
     : ["collection", "copied", "skipped", "overwritten", "merged", "failed", "time", "rows/s"];
   const rows: string[][] = [];
   for (const [name, s] of Object.entries(e.collections)) {
@@ -114,14 +114,18 @@ export function summaryTable(e: RunEndEvent, resumable = true): string {
     rows.push([
       name,
       ...COLUMNS.map((c) => num.format(s[c])),
-      ...(e.dryRun ? [] : [`${secs.toFixed(1)}s`, num.format(secs > 0 ? Math.round(n / secs) : n)]),
+      ...(e.dryRun
+        ? [num.format(s.identical ?? 0)]
+        : [`${secs.toFixed(1)}s`, num.format(secs > 0 ? Math.round(n / secs) : n)]),
     ]);
   }
   const n = processed(e.total);
   rows.push([
     "total",
     ...COLUMNS.map((c) => num.format(e.total[c])),
-    ...(e.dryRun ? [] : [`${e.seconds.toFixed(1)}s`, num.format(e.seconds > 0 ? Math.round(n / e.seconds) : n)]),
+    ...(e.dryRun
+      ? [num.format(e.total.identical ?? 0)]
+      : [`${e.seconds.toFixed(1)}s`, num.format(e.seconds > 0 ? Math.round(n / e.seconds) : n)]),
   ]);
   const widths = heads.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const fmt = (r: string[]) =>

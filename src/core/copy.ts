@@ -1295,10 +1295,11 @@ async function recordCopy(
         return reason === undefined;
       });
     }
-    const decided = await decide(target, j, prepared.records, j.conflict, generated);
+    const decided = await decide(target, j, prepared.records, j.conflict, generated, o.dryRun);
     decided.refused.push(...prepared.invalid);
     const delta = emptyStats();
     delta.skipped = decided.skipped + prepared.dropped;
+    if (o.dryRun) delta.identical = decided.identical;
     const failures: { key: string; reason: string }[] = [];
     // Counts, bookmark and refused records of this batch, from the outcome of its writes.
     const settle = (result: WriteResult): void => {
@@ -1433,6 +1434,8 @@ interface Decided {
   ops: RecordOp[];
   /** For each op, the record it replaces or merges into as it was at the target (undefined for an insert). */
   priors: (Row | undefined)[];
+  /** Records whose key exists at the target that are identical there (counted in dry runs). */
+  identical: number;
   skipped: number;
   refused: { key: string; reason: string }[];
 }
@@ -1444,8 +1447,9 @@ async function decide(
   records: Row[],
   mode: ConflictMode,
   generated: Set<string>,
+  countIdentical = false,
 ): Promise<Decided> {
-  const out: Decided = { ops: [], priors: [], skipped: 0, refused: [] };
+  const out: Decided = { ops: [], priors: [], skipped: 0, refused: [], identical: 0 };
   // Fields the target cannot hold as they are get checked (and converted) per the type plan.
   const accepted: Row[] = [];
   if (j.checks.length === 0 && generated.size === 0) accepted.push(...records);
@@ -1478,6 +1482,10 @@ async function decide(
       continue;
     }
     const prior = existing.get(ks);
+    if (countIdentical && prior) {
+      const fields = Object.keys(record);
+      if (recordDigest(prior, fields) === recordDigest(record, fields)) out.identical++;
+    }
     const match = Object.fromEntries(j.key.map((f, n) => [f, k[n] as Value]));
     switch (mode) {
       case "fail":
@@ -1514,15 +1522,10 @@ async function decide(
 function undoEntry(target: Connector, j: Job, d: Decided, result: WriteResult): UndoEntry | undefined {
   const failed = new Set(result.failures.map((f) => f.index));
   const key = undoKeyOf(j);
-  const fields = new Set<string>(key);
-  d.ops.forEach((op, i) => {
-    if (!failed.has(i)) for (const f of Object.keys(op.record)) fields.add(f);
-  });
-  const all = [...fields];
   // The state each key was left in by this batch (an insert then a replace of one key: the replace's).
   const written = new Map<string, Row>();
   const added: { ks: string; key: Value[] }[] = [];
-  const prior: { ks: string; record: Row }[] = [];
+  const prior: { ks: string; key: Value[]; record: Row }[] = [];
   const seen = new Set<string>();
   d.ops.forEach((op, i) => {
     if (failed.has(i)) return;
@@ -1533,37 +1536,55 @@ function undoEntry(target: Connector, j: Job, d: Decided, result: WriteResult): 
         : target.merged
           ? (target.merged(before ?? {}, op.record) ?? UNKNOWN)
           : { ...(before ?? {}), ...op.record };
-    const k = keyOf(after, key);
+    // Where the run left the record: a replace matched on a natural key may give it another primary key.
+    const k = keyOf(after === UNKNOWN ? op.record : after, key);
+    if (k.some((v) => v === null || v === undefined)) {
+      throw new FerryError(
+        "E_CONFIG",
+        `${j.source.name} ${describeKey(j.key, keyOf(op.record, j.key))}: the record has no ${key.join(", ")} (the target's key, generated there?), so a rollback could not find it again: import with --no-rollback, or key the collection on fields the records carry`,
+        { details: { collection: j.source.name } },
+      );
+    }
     const ks = keyString(k);
     written.set(ks, after);
     // A key this batch already touched keeps its first undo (what was there before the batch).
     if (seen.has(ks)) return;
     seen.add(ks);
     if (op.op === "insert") added.push({ ks, key: k });
-    else if (before) prior.push({ ks, record: before });
+    else if (before) prior.push({ ks, key: k, record: before });
   });
   if (added.length === 0 && prior.length === 0) return undefined;
-  // A merge whose result the target cannot tell gets no digest: its later changes go unseen.
-  const digest = (ks: string): string => {
+  // Digests over each record's own fields (a field it lacks keeps the target's default there).
+  const common = [...new Set([...key, ...d.ops.flatMap((op, i) => (failed.has(i) ? [] : Object.keys(op.record)))])];
+  const same = (fields: string[]): boolean =>
+    fields.length === common.length && fields.every((f, n) => f === common[n]);
+  const digest = (ks: string): { digest: string; fields?: string[] } => {
     const w = written.get(ks);
-    return w === UNKNOWN || w === undefined ? "" : recordDigest(w, all);
+    // A merge whose result the target cannot tell gets no digest: only its removal is seen.
+    if (w === UNKNOWN || w === undefined) return { digest: "" };
+    const fields = [...new Set([...key, ...Object.keys(w)])];
+    return { digest: recordDigest(w, fields), ...(same(fields) ? {} : { fields }) };
   };
   return {
     collection: j.target.name,
     schema: j.target,
     key,
-    fields: all,
-    added: added.map((a) => ({ key: a.key.map((v) => encodeValue(v)), digest: digest(a.ks) })),
-    prior: prior.map((p) => ({ record: encodeRow(p.record), digest: digest(p.ks) })),
+    fields: common,
+    added: added.map((a) => ({ key: a.key.map((v) => encodeValue(v)), ...digest(a.ks) })),
+    prior: prior.map((p) => ({ key: p.key.map((v) => encodeValue(v)), record: encodeRow(p.record), ...digest(p.ks) })),
   };
 }
 
 /** A written state the target could not tell. */
 const UNKNOWN: Row = Object.freeze({}) as Row;
 
-/** The fields an undo log identifies a job's records by: the target's primary key, else the match key. */
+/**
+ * The fields an undo log identifies a job's records by: the target's primary key when the
+ * records carry it, else the run's match key.
+ */
 function undoKeyOf(j: Job): string[] {
-  return j.target.primaryKey.length > 0 ? j.target.primaryKey : j.key;
+  const pk = j.target.primaryKey;
+  return pk.length > 0 && pk.every((f) => j.source.fields.some((x) => x.name === f)) ? pk : j.key;
 }
 
 /** A record without generated fields and with checked fields converted, or why it is refused. */

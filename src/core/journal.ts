@@ -21,6 +21,11 @@ export interface CollectionStats {
   overwritten: number;
   merged: number;
   failed: number;
+  /**
+   * Dry runs: of the records whose key exists at the target (skipped, overwritten, merged or
+   * refused in fail mode), how many are already identical there (every field the source has).
+   */
+  identical?: number;
 }
 
 /**
@@ -134,6 +139,9 @@ export function addStats(a: CollectionStats, b: CollectionStats): CollectionStat
     overwritten: a.overwritten + b.overwritten,
     merged: a.merged + b.merged,
     failed: a.failed + b.failed,
+    ...(a.identical !== undefined || b.identical !== undefined
+      ? { identical: (a.identical ?? 0) + (b.identical ?? 0) }
+      : {}),
   };
 }
 
@@ -144,7 +152,14 @@ export function processed(s: CollectionStats): number {
 
 /** Just the counts of a progress entry. */
 export function statsOf(p: CollectionStats): CollectionStats {
-  return { copied: p.copied, skipped: p.skipped, overwritten: p.overwritten, merged: p.merged, failed: p.failed };
+  return {
+    copied: p.copied,
+    skipped: p.skipped,
+    overwritten: p.overwritten,
+    merged: p.merged,
+    failed: p.failed,
+    ...(p.identical !== undefined ? { identical: p.identical } : {}),
+  };
 }
 
 /**

@@ -11,7 +11,7 @@ import type { Connector, WriteOp } from "./connector.js";
 import { FerryError, isFerryError } from "./errors.js";
 import type { EventSink } from "./events.js";
 import { findRun } from "./history.js";
-import { currentUser, Journal, newRunId, type RunEntry } from "./journal.js";
+import { currentUser, isUnfinished, Journal, newRunId, type RunEntry } from "./journal.js";
 import { openConnector } from "./registry.js";
 import { isUndoEntry, recordDigest, type UndoEntry } from "./undo.js";
 import { decodeRow, decodeValue, keyOf, keyString, type Value } from "./values.js";
@@ -87,6 +87,13 @@ export async function rollback(o: RollbackOptions): Promise<RollbackResult> {
       throw new FerryError(
         "E_UNSUPPORTED",
         `run ${run.id} (${run.command}) kept no undo log, so it cannot be rolled back: imports keep one unless --no-rollback`,
+      );
+    }
+    if (run.status === "running" && !o.force) {
+      throw new FerryError(
+        "E_DIRTY",
+        `run ${run.id} is still running (or was killed): wait for it, or resume it and let it end, or pass --force if no process is writing`,
+        { details: { runId: run.id } },
       );
     }
     if (run.rolledBack) {
@@ -167,7 +174,7 @@ export async function rollback(o: RollbackOptions): Promise<RollbackResult> {
     if (earlier && !resumed) await journal.save({ ...earlier, status: "abandoned", endedAt: now });
     await journal.save(rb);
     result.runId = rb.id;
-    const progress = rb.rollback as NonNullable<RunEntry["rollback"]>;
+    let progress = rb.rollback as NonNullable<RunEntry["rollback"]>;
     emit({
       type: "run-start",
       runId: rb.id,
@@ -178,6 +185,41 @@ export async function rollback(o: RollbackOptions): Promise<RollbackResult> {
       resumed: resumed !== undefined,
       collections: [],
     });
+    // Deletes a foreign key refused (a child the run added in an older batch still there) are
+    // tried again once everything else is undone.
+    const retry: { schema: UndoEntry["schema"]; collection: string; op: WriteOp }[] = [];
+    const touched = new Map<string, UndoEntry["schema"]>();
+    /** Writes ops with a checkpoint; the counts move on only once the batch is durable. */
+    const apply = async (
+      schema: UndoEntry["schema"],
+      collection: string,
+      ops: WriteOp[],
+      at: { through?: number; retried?: boolean } = {},
+    ) => {
+      touched.set(collection, schema);
+      let next = progress;
+      const res = await target.write(schema, ops, {
+        runId: rb.id,
+        id: rb.id,
+        entry: (r) => {
+          const failed = new Set(r.failures.map((f) => f.index));
+          next = { ...progress };
+          ops.forEach((op, i) => {
+            if (failed.has(i)) return;
+            // A record moved back is a delete then an insert: one record restored.
+            if (op.op === "delete" && ops[i + 1]?.op !== "insert") next.removed++;
+            else if (op.op !== "delete") next.restored++;
+          });
+          // A retried op was counted as refused already: its outcome replaces that.
+          next.failed += r.failures.length - (at.retried ? ops.length : 0);
+          if (at.through !== undefined) next.through = at.through;
+          return { ...rb, rollback: next };
+        },
+      });
+      progress = next;
+      rb.rollback = progress;
+      return res;
+    };
     try {
       for await (const row of target.journal().undo(run.id)) {
         if (row.seq >= through) continue;
@@ -186,26 +228,16 @@ export async function rollback(o: RollbackOptions): Promise<RollbackResult> {
         }
         const e = row.entry as UndoEntry;
         const ops = await undoOps(target, e, o.force === true);
-        const res = await target.write(e.schema, ops, {
-          runId: rb.id,
-          id: rb.id,
-          entry: (r) => {
-            const failed = new Set(r.failures.map((f) => f.index));
-            ops.forEach((op, i) => {
-              if (failed.has(i)) return;
-              if (op.op === "delete") progress.removed++;
-              else progress.restored++;
-            });
-            progress.failed += r.failures.length;
-            progress.through = row.seq;
-            return rb;
-          },
-        });
+        const res = await apply(e.schema, e.collection, ops, { through: row.seq });
         for (const f of res.failures) {
           const op = ops[f.index] as WriteOp;
-          const match = "match" in op ? op.match : {};
-          if (result.failures.length < MAX_LISTED) {
-            result.failures.push({ collection: e.collection, key: describe(match), reason: f.reason });
+          if (op.op === "delete") retry.push({ schema: e.schema, collection: e.collection, op });
+          else if (result.failures.length < MAX_LISTED) {
+            result.failures.push({
+              collection: e.collection,
+              key: describe("match" in op ? op.match : {}),
+              reason: f.reason,
+            });
           }
         }
         emit({
@@ -218,6 +250,32 @@ export async function rollback(o: RollbackOptions): Promise<RollbackResult> {
           etaSeconds: undefined,
         });
       }
+      // Refused deletes again (the children the run added are gone now), while a pass makes progress.
+      let pending = retry;
+      while (pending.length > 0) {
+        const still: typeof pending = [];
+        for (const r of pending) {
+          const res = await apply(r.schema, r.collection, [r.op], { retried: true });
+          if (res.failures.length > 0) still.push(r);
+        }
+        if (still.length === pending.length) {
+          for (const r of still) {
+            if (result.failures.length < MAX_LISTED) {
+              result.failures.push({
+                collection: r.collection,
+                key: describe("match" in r.op ? r.op.match : {}),
+                reason:
+                  "still referenced by a foreign key from records the run did not write: remove those first, then roll back again with --resume",
+              });
+            }
+          }
+          break;
+        }
+        pending = still;
+      }
+      rb.rollback = progress;
+      // Files apply their pending operations here; engines build what they build after data.
+      for (const schema of touched.values()) await target.finish(schema);
       rb.status = progress.failed > 0 ? "failed" : "done";
     } catch (err) {
       rb.status = isFerryError(err, "E_INTERRUPTED") ? "interrupted" : "failed";
@@ -259,8 +317,16 @@ async function checkRows(
     }
     const e = row.entry;
     const items = [
-      ...e.added.map((a) => ({ key: a.key.map((v) => decodeValue(v)), digest: a.digest, added: true })),
-      ...e.prior.map((p) => ({ key: keyOf(decodeRow(p.record), e.key), digest: p.digest, added: false })),
+      ...e.added.map((a) => ({
+        key: a.key.map((v) => decodeValue(v)),
+        digest: a.digest,
+        fields: a.fields ?? e.fields,
+      })),
+      ...e.prior.map((p) => ({
+        key: p.key ? p.key.map((v) => decodeValue(v)) : keyOf(decodeRow(p.record), e.key),
+        digest: p.digest,
+        fields: p.fields ?? e.fields,
+      })),
     ];
     removes += e.added.length;
     restores += e.prior.length;
@@ -278,7 +344,7 @@ async function checkRows(
       const reason =
         current === undefined
           ? "removed since the run wrote it"
-          : item.digest !== "" && recordDigest(current, e.fields) !== item.digest
+          : item.digest !== "" && recordDigest(current, item.fields) !== item.digest
             ? "changed since the run wrote it"
             : undefined;
       if (reason === undefined) continue;
@@ -301,20 +367,26 @@ async function undoOps(target: Connector, e: UndoEntry, force: boolean): Promise
     const key = a.key.map((v) => decodeValue(v));
     ops.push({ op: "delete", match: Object.fromEntries(e.key.map((f, n) => [f, key[n] as Value])) });
   }
-  const priors = e.prior.map((p) => decodeRow(p.record));
+  const priors = e.prior.map((p) => {
+    const record = decodeRow(p.record);
+    const own = keyOf(record, e.key);
+    return { record, own, at: p.key ? p.key.map((v) => decodeValue(v)) : own };
+  });
   // Forced: a record removed since is put back (inserted), not replaced.
   const present = force
     ? await target.lookup(
         e.schema,
         e.key,
-        priors.map((r) => keyOf(r, e.key)),
+        priors.map((p) => p.at),
       )
     : undefined;
-  for (const record of priors) {
-    const key = keyOf(record, e.key);
-    const match = Object.fromEntries(e.key.map((f, n) => [f, key[n] as Value]));
-    if (present && !present.has(keyString(key))) ops.push({ op: "insert", record });
-    else ops.push({ op: "replace", match, record });
+  const matchOf = (key: Value[]) => Object.fromEntries(e.key.map((f, n) => [f, key[n] as Value]));
+  for (const { record, own, at } of priors) {
+    if (keyString(at) !== keyString(own)) {
+      // The run moved it to another key (a replace matched on a natural key): remove that, put it back.
+      ops.push({ op: "delete", match: matchOf(at) }, { op: "insert", record });
+    } else if (present && !present.has(keyString(at))) ops.push({ op: "insert", record });
+    else ops.push({ op: "replace", match: matchOf(at), record });
   }
   return ops;
 }
@@ -348,12 +420,21 @@ export async function forget(o: ForgetOptions): Promise<RunEntry> {
   try {
     await target.check();
     const journal = new Journal(target.journal());
-    const run = findRun(await journal.list(), o.id, target.displayUrl);
-    if ((run.status === "running" || run.status === "interrupted") && !run.rolledBack && !o.force) {
+    const runs = await journal.list();
+    const run = findRun(runs, o.id, target.displayUrl);
+    if (isUnfinished(run) && !o.force) {
       throw new FerryError(
         "E_DIRTY",
-        `run ${run.id} is ${run.status}: finish it (--resume) or roll it back first, or pass --force to forget it anyway`,
+        `run ${run.id} is ${run.status} and unfinished: finish it (--resume) or roll it back first, or pass --force to forget it anyway`,
         { details: { runId: run.id } },
+      );
+    }
+    const rolling = runs.find((r) => r.command === "rollback" && r.undoes === run.id && isUnfinished(r));
+    if (rolling && !o.force) {
+      throw new FerryError(
+        "E_DIRTY",
+        `run ${run.id} has an unfinished rollback ${rolling.id} that needs its undo log: finish it (ferry rollback ${run.id} --resume), or pass --force`,
+        { details: { runId: rolling.id } },
       );
     }
     await target.journal().forget(run.id);

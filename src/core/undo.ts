@@ -12,7 +12,7 @@
  * booleans as 1/0, bytes by their content. (So a change from `12.50` to `12.5` in a text
  * field goes unseen: it is the price of comparing across engines' spellings.)
  */
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import type { CollectionSchema } from "./schema.js";
 import { type JsonValue, PreciseDate, parseTimestamp, type Row, type Value } from "./values.js";
 
@@ -24,12 +24,18 @@ export interface UndoEntry {
   schema: CollectionSchema;
   /** The fields that identify its records (the target's primary key, else the run's match key). */
   key: string[];
-  /** The fields the run wrote (the digests are over these). */
+  /** The fields the batch wrote (the digests are over these, unless an item names its own). */
   fields: string[];
-  /** Keys (encoded values of `key`) of the records the batch added, with their digests as written. */
-  added: { key: JsonValue[]; digest: string }[];
-  /** Records the batch replaced or merged: their whole prior content (encoded), and the digest of what was written. */
-  prior: { record: Record<string, JsonValue>; digest: string }[];
+  /**
+   * Keys (encoded values of `key`) of the records the batch added, with the digest of what was
+   * written (over `fields`, or the record's own fields when they differ; "" when unknown).
+   */
+  added: { key: JsonValue[]; digest: string; fields?: string[] }[];
+  /**
+   * Records the batch replaced or merged: where it left them (`key`: a replace matched on a
+   * natural key may change the primary key), their whole prior content, the digest of what was written.
+   */
+  prior: { key?: JsonValue[]; record: Record<string, JsonValue>; digest: string; fields?: string[] }[];
 }
 
 /** A value in the form two engines' readings of it share. */
@@ -39,7 +45,8 @@ function normal(v: Value | undefined): JsonValue {
     case "boolean":
       return v ? "1" : "0";
     case "number":
-      return Object.is(v, -0) ? "0" : Number.isFinite(v) ? canonicalNumber(String(v)) : String(v);
+      // A number's own spelling is canonical (no trailing zeros): what numeric text becomes.
+      return Object.is(v, -0) ? "0" : String(v);
     case "bigint":
       return v.toString();
     case "string":
@@ -65,12 +72,15 @@ const TIMESTAMP_TEXT = /^[+-]?\d{4,6}-\d\d-\d\d([T ]\d\d:\d\d(:\d\d(\.\d+)?)?)?\
 
 /** Text in the form its number, instant or JSON content takes (else itself). */
 function normalText(t: string): JsonValue {
+  // Only text starting like a number, a date or JSON can be spelled another way.
+  const c = t.charCodeAt(0);
+  const digit = c >= 48 && c <= 57;
+  if (!digit && c !== 43 && c !== 45 && c !== 46 && c !== 123 && c !== 91) return t;
   if (NUMBER.test(t)) return canonicalNumber(t);
   if (TIMESTAMP_TEXT.test(t)) {
     const d = parseTimestamp(t);
     if (!Number.isNaN(d.getTime())) return normal(d);
   }
-  const c = t.charCodeAt(0);
   if (c === 123 || c === 91) {
     try {
       return normal(JSON.parse(t) as Value);
@@ -101,9 +111,7 @@ function canonicalNumber(t: string): string {
 
 /** The digest of `record` over `fields` (a field it lacks counts as null). */
 export function recordDigest(record: Row, fields: readonly string[]): string {
-  const h = createHash("sha256");
-  h.update(JSON.stringify(fields.map((f) => normal(record[f]))));
-  return h.digest("base64url").slice(0, 22);
+  return hash("sha256", JSON.stringify(fields.map((f) => normal(record[f]))), "base64url").slice(0, 22);
 }
 
 /** Whether `x` is an {@link UndoEntry} (a row of this format). */

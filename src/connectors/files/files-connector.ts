@@ -52,6 +52,7 @@ import {
   loadPendingGroups,
   NdjsonStore,
   PENDING_SUFFIX,
+  type PendingOp,
   readPendingOps,
 } from "./ndjson-store.js";
 import { encodeLine, project } from "./record-codec.js";
@@ -391,7 +392,7 @@ export class FilesConnector implements Connector {
         const view = await this.committedView(store);
         return store.lookup(fields, keys, view.end, view.pending);
       }
-      // Records a pending delete removes are gone already.
+      // Records as the pending operations leave them: a deleted one is gone, a replaced one new.
       return store.lookup(fields, keys, undefined, await store.pendingDeletes());
     }
     const table = this.jsonTargets.get(collection.name)?.table ?? (await this.readTable(collection.name));
@@ -480,7 +481,7 @@ export class FilesConnector implements Connector {
     const dataLines: string[] = [];
     const inserted: Row[] = [];
     const pendingLines: string[] = [];
-    const deleted: LoggedDelete[] = [];
+    const deleted: PendingOp[] = [];
     // Where the next inserted line will start: a delete removes the records before it only.
     let end = store.data.length;
     ops.forEach((op, index) => {
@@ -496,7 +497,10 @@ export class FilesConnector implements Connector {
             const logged: LoggedDelete = { op: "delete", match: op.match, before: end };
             pendingLines.push(encodePendingLine(logged));
             deleted.push(logged);
-          } else pendingLines.push(encodePendingLine(op));
+          } else {
+            pendingLines.push(encodePendingLine(op));
+            deleted.push(op);
+          }
         }
       } catch (err) {
         failures.push({ index, reason: `cannot store this record as JSON: ${errMessage(err)}` });

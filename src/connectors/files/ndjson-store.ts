@@ -317,7 +317,7 @@ export class NdjsonStore {
       if (at !== undefined) wanted.push({ key, at: typeof at === "number" ? [at] : at, i: 0 });
     }
     const out = new Map<string, Row>();
-    const deletes = hasDeletes(pending) ? pending : undefined;
+    const ops = pending !== undefined && pending.size > 0 ? pending : undefined;
     // A deleted record's key may have been inserted again further on: its next line is asked then.
     while (wanted.length > 0) {
       const rows = this.readLinesAt(wanted.map((w) => w.at[w.i] as number));
@@ -325,7 +325,9 @@ export class NdjsonStore {
       for (const w of wanted) {
         const offset = w.at[w.i] as number;
         const row = rows.get(offset) as Row;
-        if (deletes === undefined || !isDeleted(row, offset, deletes)) out.set(w.key, row);
+        // The record as the pending replace/update/delete operations leave it.
+        const now = ops === undefined ? row : applyGroups(row, ops, offset);
+        if (now !== null) out.set(w.key, now ?? row);
         else if (w.i + 1 < w.at.length) again.push({ ...w, i: w.i + 1 });
       }
       wanted = again;
@@ -414,19 +416,19 @@ export class NdjsonStore {
   }
 
   /**
-   * The deletes of the whole pending file (this session's and the committed ones), for
-   * lookups: loaded once, then kept current by {@link noteDeletes}.
+   * The replace/update/delete operations of the whole pending file (this session's and the
+   * committed ones), for lookups: loaded once, then kept current by {@link noteDeletes}.
    */
   async pendingDeletes(): Promise<PendingGroups | undefined> {
     if (this.deletes === null) {
-      this.deletes = (await loadPendingGroups(this.pending.path, undefined, true)) ?? new Map();
+      this.deletes = (await loadPendingGroups(this.pending.path)) ?? new Map();
       this.deleteSeq = 0;
     }
     return this.deletes;
   }
 
-  /** Adds deletes this connector appended to the pending file to {@link pendingDeletes}. */
-  noteDeletes(ops: readonly LoggedDelete[]): void {
+  /** Adds the operations this connector appended to the pending file to {@link pendingDeletes}. */
+  noteDeletes(ops: readonly PendingOp[]): void {
     if (this.deletes === null) return;
     for (const op of ops) addToGroups(this.deletes, op, this.deleteSeq++);
   }

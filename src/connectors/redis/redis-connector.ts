@@ -1670,8 +1670,15 @@ export class RedisConnector implements Connector, BulkTransfer {
         const values = await this.#call(() => this.#client.hmget(rowsKey, ...round), what);
         for (let k = 0; k < values.length; k++) {
           const v = values[k];
-          // Gone meanwhile (the run was forgotten): not yielded.
-          if (v !== null && v !== undefined) yield { runId, seq: seqs[i + k] as number, entry: JSON.parse(v) };
+          if (v === null || v === undefined) {
+            // Listed but gone: forgotten meanwhile (then the order key went too), or evicted.
+            if ((await this.#call(() => this.#client.exists(seqKey), what)) === 0) return;
+            throw new FerryError(
+              "E_CHECKSUM",
+              `run ${runId}'s undo log at ${this.displayUrl} lost row ${seqs[i + k]} (evicted under maxmemory?): it cannot be rolled back exactly`,
+            );
+          }
+          yield { runId, seq: seqs[i + k] as number, entry: JSON.parse(v) };
         }
         i = j;
       }
