@@ -7,8 +7,6 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import fc from "fast-check";
-import mysql from "mysql2/promise";
-import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { MysqlConnector } from "../src/connectors/mysql/index.js";
 import { PostgresConnector } from "../src/connectors/postgres/index.js";
@@ -18,7 +16,7 @@ import type { FerryEvent } from "../src/core/events.js";
 import { plan } from "../src/core/plan.js";
 import type { TypePlan } from "../src/core/type-plan.js";
 import { encodeRow, type Row } from "../src/core/values.js";
-import { ensurePgDatabase, readAll, tempDir } from "./helpers.js";
+import { ensurePgDatabase, myExec, pgQuery, readAll, tempDir } from "./helpers.js";
 import { MY_DDL, MY_ROWS, PG_DDL } from "./type-fixtures.js";
 
 const PG_DB = "ferry_test";
@@ -28,30 +26,7 @@ const tag = randomBytes(3).toString("hex");
 const schemas: string[] = [];
 const databases: string[] = [];
 const tmp = tempDir();
-
-async function pgExec(sql: string, database = PG_DB): Promise<void> {
-  const c = new pg.Client({ host: "127.0.0.1", port: 5432, user: "postgres", database });
-  await c.connect();
-  try {
-    await c.query(sql);
-  } finally {
-    await c.end();
-  }
-}
-
-async function myExec(sql: string, params?: unknown[]): Promise<void> {
-  const c = await mysql.createConnection({
-    host: "127.0.0.1",
-    port: 3306,
-    user: "root",
-    multipleStatements: true,
-  });
-  try {
-    await c.query(sql, params);
-  } finally {
-    await c.end();
-  }
-}
+const pgExec = (sql: string, database = PG_DB) => pgQuery(database, sql);
 
 /** A new PostgreSQL schema, optionally created with `ddl` (use `S` for the schema name). */
 async function pgSchema(name: string, ddl?: string): Promise<string> {

@@ -2,6 +2,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import mysql from "mysql2/promise";
 import pg from "pg";
 import "../src/connectors/index.js";
 import { openConnector } from "../src/core/registry.js";
@@ -68,6 +69,31 @@ export async function ensurePgDatabase(name: string): Promise<void> {
     const r = await c.query("SELECT 1 FROM pg_database WHERE datname = $1", [name]);
     // Another test file may create it at the same moment.
     if (r.rowCount === 0) await c.query(`CREATE DATABASE ${name}`).catch(() => {});
+  } finally {
+    await c.end();
+  }
+}
+
+/** Runs SQL in PostgreSQL database `database` (trust auth, user postgres); its rows. */
+export async function pgQuery<T = Record<string, unknown>>(
+  database: string,
+  sql: string,
+  params: unknown[] = [],
+): Promise<T[]> {
+  const c = new pg.Client({ host: "127.0.0.1", port: 5432, user: "postgres", database });
+  await c.connect();
+  try {
+    return (await c.query(sql, params)).rows as T[];
+  } finally {
+    await c.end();
+  }
+}
+
+/** Runs SQL (several statements allowed) at the MariaDB server (root, no password). */
+export async function myExec(sql: string, params?: unknown[]): Promise<void> {
+  const c = await mysql.createConnection({ host: "127.0.0.1", port: 3306, user: "root", multipleStatements: true });
+  try {
+    await c.query(sql, params);
   } finally {
     await c.end();
   }

@@ -15,8 +15,6 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
-import mysql from "mysql2/promise";
-import pg from "pg";
 import tar from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { compress as zstdCompress, decompress as zstdDecompress } from "zstd-napi";
@@ -26,7 +24,7 @@ import { isFerryError } from "../src/core/errors.js";
 import { encodeRow, type Row } from "../src/core/values.js";
 import { canonicalJson, type Manifest, manifestDigest } from "../src/package/format.js";
 import { exportPackage, importPackage, inspectPackage, validatePackage } from "../src/package/package.js";
-import { ensurePgDatabase, readAll, tempDir } from "./helpers.js";
+import { ensurePgDatabase, myExec, pgQuery, readAll, tempDir } from "./helpers.js";
 import { client, startRedis, type TestRedis } from "./redis-server.js";
 import { MY_DDL, MY_ROWS, PG_DDL } from "./type-fixtures.js";
 
@@ -38,28 +36,10 @@ const tag = randomBytes(3).toString("hex");
 const schemas: string[] = [];
 const databases: string[] = [];
 const tmp = tempDir();
+const pgExec = (sql: string) => pgQuery(PG_DB, sql);
 let redis: TestRedis;
 let n = 0;
 const file = (name: string): string => join(tmp.dir, `${n++}-${name}`);
-
-async function pgExec(sql: string): Promise<void> {
-  const c = new pg.Client({ host: "127.0.0.1", port: 5432, user: "postgres", database: PG_DB });
-  await c.connect();
-  try {
-    await c.query(sql);
-  } finally {
-    await c.end();
-  }
-}
-
-async function myExec(sql: string): Promise<void> {
-  const c = await mysql.createConnection({ host: "127.0.0.1", port: 3306, user: "root", multipleStatements: true });
-  try {
-    await c.query(sql);
-  } finally {
-    await c.end();
-  }
-}
 
 async function pgSchema(name: string, ddl?: string): Promise<string> {
   const s = `pkg_${tag}_${name}`;

@@ -8,8 +8,6 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import mysql from "mysql2/promise";
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import "../src/connectors/index.js";
 import { copy } from "../src/core/copy.js";
@@ -21,7 +19,7 @@ import { forget, rollback } from "../src/core/rollback.js";
 import { encodeRow, type Row } from "../src/core/values.js";
 import { canonicalJson } from "../src/package/format.js";
 import { exportPackage, importPackage, validatePackage } from "../src/package/package.js";
-import { ensurePgDatabase, readAll, tempDir } from "./helpers.js";
+import { ensurePgDatabase, myExec, pgQuery, readAll, tempDir } from "./helpers.js";
 import { client, startRedis, type TestRedis } from "./redis-server.js";
 
 const SHOP = `sqlite:${join(import.meta.dirname, "..", "examples", "quickstart", "shop.db")}`;
@@ -30,28 +28,10 @@ const tag = randomBytes(3).toString("hex");
 const schemas: string[] = [];
 const databases: string[] = [];
 const tmp = tempDir();
+const pgExec = (sql: string) => pgQuery(PG_DB, sql);
 let redis: TestRedis;
 let n = 0;
 const file = (name: string): string => join(tmp.dir, `${n++}-${name}`);
-
-async function pgExec(sql: string): Promise<void> {
-  const c = new pg.Client({ host: "127.0.0.1", port: 5432, user: "postgres", database: PG_DB });
-  await c.connect();
-  try {
-    await c.query(sql);
-  } finally {
-    await c.end();
-  }
-}
-
-async function myExec(sql: string): Promise<void> {
-  const c = await mysql.createConnection({ host: "127.0.0.1", port: 3306, user: "root", multipleStatements: true });
-  try {
-    await c.query(sql);
-  } finally {
-    await c.end();
-  }
-}
 
 /** A fresh, empty instance of `engine`. */
 async function fresh(engine: string): Promise<string> {

@@ -24,55 +24,38 @@ export async function askToConfirm(plan: CopyPlan): Promise<boolean> {
     (c) =>
       `  ${c.name}: ${c.total ?? "?"} record(s), key ${c.key.join(",") || "(none)"}${c.targetExists ? " (exists at target)" : ""}`,
   );
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    const head = plan.resume
-      ? `Resume run ${plan.resume}: copy ${plan.source} → ${plan.target} (conflict ${plan.conflict})`
-      : `Copy ${plan.source} → ${plan.target} (conflict ${plan.conflict}):`;
-    let answer: string;
-    try {
-      answer = await rl.question(`${head}\n${lines.join("\n")}\nProceed? [y/N] `);
-    } catch (err) {
-      if ((err as { name?: string }).name === "AbortError") {
-        throw new FerryError("E_INTERRUPTED", "cancelled at the prompt: nothing was written");
-      }
-      throw err;
-    }
-    return /^y(es)?$/i.test(answer.trim());
-  } finally {
-    rl.close();
-  }
-}
-
-/** Asks for a secret on the terminal without echoing it (a passphrase). */
-export async function askSecret(question: string): Promise<string> {
-  const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
-  // Echo the question, not what is typed.
-  const muted = rl as unknown as { _writeToOutput: (s: string) => void };
-  let asked = false;
-  muted._writeToOutput = (s: string) => {
-    if (!asked) process.stderr.write(s);
-    asked = true;
-  };
-  try {
-    const answer = await rl.question(question);
-    process.stderr.write("\n");
-    return answer;
-  } catch (err) {
-    if ((err as { name?: string }).name === "AbortError") {
-      throw new FerryError("E_INTERRUPTED", "cancelled at the prompt: nothing was written");
-    }
-    throw err;
-  } finally {
-    rl.close();
-  }
+  const head = plan.resume
+    ? `Resume run ${plan.resume}: copy ${plan.source} → ${plan.target} (conflict ${plan.conflict})`
+    : `Copy ${plan.source} → ${plan.target} (conflict ${plan.conflict}):`;
+  return askYesNo(`${head}\n${lines.join("\n")}\nProceed? [y/N] `);
 }
 
 /** Asks a yes/no question on the terminal; true for y or yes. */
 export async function askYesNo(question: string): Promise<boolean> {
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  return /^y(es)?$/i.test((await ask(question, false)).trim());
+}
+
+/** Asks for a secret on the terminal without echoing it (a passphrase). */
+export async function askSecret(question: string): Promise<string> {
+  const answer = await ask(question, true);
+  process.stderr.write("\n");
+  return answer;
+}
+
+/** One line from the terminal; `secret`: what is typed is not echoed. Ctrl-C cancels. */
+async function ask(question: string, secret: boolean): Promise<string> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr, ...(secret ? { terminal: true } : {}) });
+  if (secret) {
+    // Echo the question, not what is typed.
+    const muted = rl as unknown as { _writeToOutput: (s: string) => void };
+    let asked = false;
+    muted._writeToOutput = (s: string) => {
+      if (!asked) process.stderr.write(s);
+      asked = true;
+    };
+  }
   try {
-    return /^y(es)?$/i.test((await rl.question(question)).trim());
+    return await rl.question(question);
   } catch (err) {
     if ((err as { name?: string }).name === "AbortError") {
       throw new FerryError("E_INTERRUPTED", "cancelled at the prompt: nothing was written");

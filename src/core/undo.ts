@@ -126,3 +126,35 @@ export function isUndoEntry(x: unknown): x is UndoEntry {
     Array.isArray(e.prior)
   );
 }
+
+/** Characters of undo entries a journal reads in one query (a larger row alone). */
+export const UNDO_PAGE_CHARS = 8 * 1024 * 1024;
+
+/**
+ * For journals that keep the undo log in a table: cuts a page of `[seq, size]` (highest seq
+ * first) into `[highest, lowest]` seq ranges whose entries together stay under `maxChars`
+ * (a larger row alone), so each range is one query of bounded size.
+ */
+export function undoPageGroups(
+  page: readonly (readonly [number, number])[],
+  maxChars = UNDO_PAGE_CHARS,
+): [number, number][] {
+  const out: [number, number][] = [];
+  let start: number | undefined;
+  let end = 0;
+  let chars = 0;
+  for (const [seq, size] of page) {
+    if (start !== undefined && chars + size > maxChars) {
+      out.push([start, end]);
+      start = undefined;
+    }
+    if (start === undefined) {
+      start = seq;
+      chars = 0;
+    }
+    end = seq;
+    chars += size;
+  }
+  if (start !== undefined) out.push([start, end]);
+  return out;
+}

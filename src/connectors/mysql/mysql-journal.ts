@@ -1,6 +1,7 @@
 /** The run journal kept in a MySQL database, in table `_ferry_journal`, and its undo log in `_ferry_undo`. */
 import type { JournalStore, UndoRow } from "../../core/connector.js";
 import { FerryError } from "../../core/errors.js";
+import { undoPageGroups } from "../../core/undo.js";
 import { isMissingObject } from "./mysql-introspect.js";
 import type { MysqlSession } from "./mysql-session.js";
 import { sqlString } from "./mysql-sql.js";
@@ -37,7 +38,6 @@ export const CREATE_UNDO = `CREATE TABLE IF NOT EXISTS ${UNDO_TABLE} (
 /** Undo rows per page of {@link MysqlJournal.undo}, at most. */
 const UNDO_PAGE_ROWS = 50;
 /** Characters of undo entries fetched by one query, at most (a single larger row comes alone). */
-const UNDO_PAGE_CHARS = 8 * 1024 * 1024;
 /** Characters of an undo entry per part, at most (fewer when `max_allowed_packet` is smaller). */
 const UNDO_PART_CHARS = 2 * 1024 * 1024;
 /** Bytes of an undo part's statement besides the entry's text (the run id, at most 191 characters escaped). */
@@ -165,7 +165,7 @@ export class MysqlJournal implements JournalStore {
       );
       if (page.length === 0) return;
       const sized = page.map((r) => [Number(r.seq), Number(r.size)] as const);
-      for (const [from, to] of groups(sized)) {
+      for (const [from, to] of undoPageGroups(sized)) {
         const parts = await this.#undoRows<{ seq: number | string; entry: string }>(
           `SELECT seq, entry FROM ${UNDO_TABLE} WHERE ${run} AND seq BETWEEN ${to} AND ${from} ORDER BY seq, part`,
         );
@@ -234,29 +234,4 @@ export class MysqlJournal implements JournalStore {
       throw err;
     }
   }
-}
-
-/**
- * Cuts a page of `[seq, size]` (highest seq first) into `[highest, lowest]` seq ranges whose
- * entries together stay under {@link UNDO_PAGE_CHARS} (a larger row alone).
- */
-function groups(page: readonly (readonly [number, number])[]): [number, number][] {
-  const out: [number, number][] = [];
-  let start: number | undefined;
-  let end = 0;
-  let chars = 0;
-  for (const [seq, size] of page) {
-    if (start !== undefined && chars + size > UNDO_PAGE_CHARS) {
-      out.push([start, end]);
-      start = undefined;
-    }
-    if (start === undefined) {
-      start = seq;
-      chars = 0;
-    }
-    end = seq;
-    chars += size;
-  }
-  if (start !== undefined) out.push([start, end]);
-  return out;
 }

@@ -2,6 +2,7 @@
 import type pg from "pg";
 import type { JournalStore, UndoRow } from "../../core/connector.js";
 import { FerryError } from "../../core/errors.js";
+import { undoPageGroups } from "../../core/undo.js";
 import { qualified, sqlState } from "./postgres-sql.js";
 
 /** Name of the journal table (in the instance's schema); `discover` never lists it. */
@@ -13,7 +14,6 @@ export const UNDO_TABLE = "_ferry_undo";
 /** Undo rows per page of {@link PostgresJournal.undo}, at most. */
 const UNDO_PAGE_ROWS = 50;
 /** Characters of undo entries fetched by one query, at most (a single larger row comes alone). */
-const UNDO_PAGE_CHARS = 8 * 1024 * 1024;
 
 /** `CREATE TABLE IF NOT EXISTS` of the journal in `schema`. */
 export function createJournalSql(schema: string): string {
@@ -178,7 +178,7 @@ export class PostgresJournal implements JournalStore {
         return r.rows.map((row) => [Number(row.seq), Number(row.size)] as const);
       });
       if (page.length === 0) return;
-      for (const [from, to] of groups(page)) {
+      for (const [from, to] of undoPageGroups(page)) {
         const rows = await this.#host.read(async (c) => {
           const r = await c.query<{ seq: string; entry: string }>(
             `SELECT seq, entry FROM ${table} WHERE run_id = $1 AND seq <= $2 AND seq >= $3 ORDER BY seq DESC`,
@@ -234,29 +234,4 @@ export class PostgresJournal implements JournalStore {
       return r.rows.map((row) => JSON.parse(row.entry) as unknown);
     });
   }
-}
-
-/**
- * Cuts a page of `[seq, size]` (highest seq first) into `[highest, lowest]` seq ranges whose
- * entries together stay under {@link UNDO_PAGE_CHARS} (a larger row alone).
- */
-function groups(page: readonly (readonly [number, number])[]): [number, number][] {
-  const out: [number, number][] = [];
-  let start: number | undefined;
-  let end = 0;
-  let chars = 0;
-  for (const [seq, size] of page) {
-    if (start !== undefined && chars + size > UNDO_PAGE_CHARS) {
-      out.push([start, end]);
-      start = undefined;
-    }
-    if (start === undefined) {
-      start = seq;
-      chars = 0;
-    }
-    end = seq;
-    chars += size;
-  }
-  if (start !== undefined) out.push([start, end]);
-  return out;
 }

@@ -2,6 +2,7 @@
 import type Database from "better-sqlite3";
 import type { JournalStore, UndoRow } from "../../core/connector.js";
 import { FerryError } from "../../core/errors.js";
+import { undoPageGroups } from "../../core/undo.js";
 
 /** Name of the journal table; `discover` never lists it. */
 export const JOURNAL_TABLE = "_ferry_journal";
@@ -11,7 +12,6 @@ export const UNDO_TABLE = "_ferry_undo";
 /** Undo rows per page of {@link SqliteJournal.undo}, at most. */
 const UNDO_PAGE_ROWS = 50;
 /** Characters of undo entries fetched by one query, at most (a single larger row comes alone). */
-const UNDO_PAGE_CHARS = 8 * 1024 * 1024;
 
 const CREATE = `CREATE TABLE IF NOT EXISTS ${JOURNAL_TABLE} (id TEXT PRIMARY KEY, started_at TEXT, entry TEXT NOT NULL)`;
 const UPSERT = `INSERT INTO ${JOURNAL_TABLE} (id, started_at, entry) VALUES (?, ?, ?)
@@ -179,7 +179,7 @@ export class SqliteJournal implements JournalStore {
         .prepare(`SELECT seq, entry FROM ${UNDO_TABLE} WHERE run_id = ? AND seq <= ? AND seq >= ? ORDER BY seq DESC`)
         .raw(true)
         .safeIntegers(false);
-      for (const [from, to] of groups(page)) {
+      for (const [from, to] of undoPageGroups(page)) {
         const rows = fetch.all(runId, from, to) as [number, string][];
         for (const [seq, entry] of rows) yield { runId, seq, entry: JSON.parse(entry) };
       }
@@ -207,29 +207,4 @@ export class SqliteJournal implements JournalStore {
   reset(): void {
     this.#upsert = undefined;
   }
-}
-
-/**
- * Cuts a page of `[seq, size]` (highest seq first) into `[highest, lowest]` seq ranges whose
- * entries together stay under {@link UNDO_PAGE_CHARS} (a larger row alone).
- */
-function groups(page: readonly (readonly [number, number])[]): [number, number][] {
-  const out: [number, number][] = [];
-  let start: number | undefined;
-  let end = 0;
-  let chars = 0;
-  for (const [seq, size] of page) {
-    if (start !== undefined && chars + size > UNDO_PAGE_CHARS) {
-      out.push([start, end]);
-      start = undefined;
-    }
-    if (start === undefined) {
-      start = seq;
-      chars = 0;
-    }
-    end = seq;
-    chars += size;
-  }
-  if (start !== undefined) out.push([start, end]);
-  return out;
 }
