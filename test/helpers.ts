@@ -7,7 +7,8 @@ import pg from "pg";
 import "../src/connectors/index.js";
 import { openConnector } from "../src/core/registry.js";
 import type { CollectionSchema } from "../src/core/schema.js";
-import type { Row } from "../src/core/values.js";
+import { encodeRow, type Row } from "../src/core/values.js";
+import { canonicalJson } from "../src/package/format.js";
 
 /** A fresh temp directory, removed by the returned cleanup. */
 export function tempDir(prefix = "ferry-test-"): { dir: string; cleanup: () => void } {
@@ -97,4 +98,13 @@ export async function myExec(sql: string, params?: unknown[]): Promise<void> {
   } finally {
     await c.end();
   }
+}
+
+/** Every record of every collection at `url`, each as canonical JSON, in a stable order. */
+export async function canonicalRecords(url: string): Promise<Record<string, string[]>> {
+  const out: Record<string, string[]> = {};
+  for (const [name, rows] of Object.entries(await readAll(url))) {
+    out[name] = rows.map((r: Row) => canonicalJson(encodeRow(r))).sort();
+  }
+  return out;
 }

@@ -21,10 +21,9 @@ import { compress as zstdCompress, decompress as zstdDecompress } from "zstd-nap
 import "../src/connectors/index.js";
 import { copy } from "../src/core/copy.js";
 import { isFerryError } from "../src/core/errors.js";
-import { encodeRow, type Row } from "../src/core/values.js";
-import { canonicalJson, type Manifest, manifestDigest } from "../src/package/format.js";
+import { type Manifest, manifestDigest } from "../src/package/format.js";
 import { exportPackage, importPackage, inspectPackage, validatePackage } from "../src/package/package.js";
-import { ensurePgDatabase, myExec, pgQuery, readAll, tempDir } from "./helpers.js";
+import { canonicalRecords, ensurePgDatabase, myExec, pgQuery, readAll, tempDir } from "./helpers.js";
 import { client, startRedis, type TestRedis } from "./redis-server.js";
 import { MY_DDL, MY_ROWS, PG_DDL } from "./type-fixtures.js";
 
@@ -71,14 +70,7 @@ afterAll(async () => {
   tmp.cleanup();
 });
 
-/** Every record of every collection, encoded, in a stable order. */
-async function canonical(url: string): Promise<Record<string, string[]>> {
-  const out: Record<string, string[]> = {};
-  for (const [name, rows] of Object.entries(await readAll(url))) {
-    out[name] = rows.map((r: Row) => canonicalJson(encodeRow(r))).sort();
-  }
-  return out;
-}
+const canonical = canonicalRecords;
 
 /** Rewrites a package entry by entry: `edit` returns the new body, or undefined to drop the entry. */
 async function rewrite(

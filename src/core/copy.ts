@@ -1521,7 +1521,12 @@ async function decide(
  */
 function undoEntry(target: Connector, j: Job, d: Decided, result: WriteResult): UndoEntry | undefined {
   const failed = new Set(result.failures.map((f) => f.index));
-  const key = undoKeyOf(j);
+  // The target's primary key when the records carry it (a transform may drop a generated id),
+  // else the run's match key.
+  const pk = j.target.primaryKey;
+  const carried =
+    pk.length > 0 && d.ops.every((op) => pk.every((f) => op.record[f] !== undefined && op.record[f] !== null));
+  const key = carried ? pk : undoKeyOf(j);
   // The state each key was left in by this batch (an insert then a replace of one key: the replace's).
   const written = new Map<string, Row>();
   const added: { ks: string; key: Value[] }[] = [];

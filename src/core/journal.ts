@@ -7,6 +7,8 @@ import { randomBytes } from "node:crypto";
 import { userInfo } from "node:os";
 import type { JournalStore } from "./connector.js";
 import type { Bookmark } from "./messages.js";
+import type { CollectionSchema } from "./schema.js";
+import type { JsonValue } from "./values.js";
 
 /** A run's state. `running` after a kill -9 means: interrupted without a chance to say so. */
 export type RunStatus = "running" | "done" | "failed" | "interrupted" | "abandoned";
@@ -102,7 +104,15 @@ export interface RunEntry {
   /** A rollback run: the run it undoes. */
   undoes?: string;
   /** A rollback run's progress: records removed, restored, refused, of `total`; `through`: the lowest undo row applied. */
-  rollback?: { removed: number; restored: number; failed: number; total: number; through?: number };
+  rollback?: {
+    removed: number;
+    restored: number;
+    failed: number;
+    total: number;
+    through?: number;
+    /** Deletes a foreign key still refused at the end (encoded matches), tried first by `--resume`. */
+    refused?: { collection: string; schema: CollectionSchema; match: Record<string, JsonValue> }[];
+  };
 }
 
 /** How many refused records a journal entry keeps per collection. */

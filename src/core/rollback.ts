@@ -14,7 +14,7 @@ import { findRun } from "./history.js";
 import { currentUser, isUnfinished, Journal, newRunId, type RunEntry } from "./journal.js";
 import { openConnector } from "./registry.js";
 import { isUndoEntry, recordDigest, type UndoEntry } from "./undo.js";
-import { decodeRow, decodeValue, keyOf, keyString, type Value } from "./values.js";
+import { decodeRow, decodeValue, encodeRow, keyOf, keyString, type Value } from "./values.js";
 
 /** Options of {@link rollback}. */
 export interface RollbackOptions {
@@ -187,13 +187,18 @@ export async function rollback(o: RollbackOptions): Promise<RollbackResult> {
     });
     // Deletes a foreign key refused (a child the run added in an older batch still there) are
     // tried again once everything else is undone.
-    const retry: { schema: UndoEntry["schema"]; collection: string; op: WriteOp }[] = [];
-    const touched = new Map<string, UndoEntry["schema"]>();
+    // A resumed rollback tries those an earlier pass left first.
+    const retry: Refused[] = (resumed?.rollback?.refused ?? []).map((r) => ({
+      ...r,
+      op: { op: "delete", match: decodeRow(r.match) } as WriteOp,
+    }));
+    const touched = new Map<string, UndoEntry["schema"]>(retry.map((r) => [r.collection, r.schema]));
     /** Writes ops with a checkpoint; the counts move on only once the batch is durable. */
     const apply = async (
       schema: UndoEntry["schema"],
       collection: string,
       ops: WriteOp[],
+      kinds: OpKind[],
       at: { through?: number; retried?: boolean } = {},
     ) => {
       touched.set(collection, schema);
@@ -204,11 +209,10 @@ export async function rollback(o: RollbackOptions): Promise<RollbackResult> {
         entry: (r) => {
           const failed = new Set(r.failures.map((f) => f.index));
           next = { ...progress };
-          ops.forEach((op, i) => {
+          kinds.forEach((kind, i) => {
             if (failed.has(i)) return;
-            // A record moved back is a delete then an insert: one record restored.
-            if (op.op === "delete" && ops[i + 1]?.op !== "insert") next.removed++;
-            else if (op.op !== "delete") next.restored++;
+            if (kind === "removed") next.removed++;
+            else if (kind === "restored") next.restored++;
           });
           // A retried op was counted as refused already: its outcome replaces that.
           next.failed += r.failures.length - (at.retried ? ops.length : 0);
@@ -222,17 +226,24 @@ export async function rollback(o: RollbackOptions): Promise<RollbackResult> {
     };
     try {
       for await (const row of target.journal().undo(run.id)) {
-        if (row.seq >= through) continue;
+        if (row.seq >= through) {
+          // Applied before the interruption: its collection is finished at the end all the same.
+          const done = row.entry as UndoEntry;
+          touched.set(done.collection, done.schema);
+          continue;
+        }
         if (o.signal?.aborted) {
           throw new FerryError("E_INTERRUPTED", `interrupted: run ferry rollback ${run.id} --resume to finish`);
         }
         const e = row.entry as UndoEntry;
-        const ops = await undoOps(target, e, o.force === true);
-        const res = await apply(e.schema, e.collection, ops, { through: row.seq });
+        const { ops, kinds } = await undoOps(target, e, o.force === true);
+        const res = await apply(e.schema, e.collection, ops, kinds, { through: row.seq });
         for (const f of res.failures) {
           const op = ops[f.index] as WriteOp;
-          if (op.op === "delete") retry.push({ schema: e.schema, collection: e.collection, op });
-          else if (result.failures.length < MAX_LISTED) {
+          // A delete of a record the run added may wait for its children; the rest is refused for good.
+          if (kinds[f.index] === "removed" && op.op === "delete") {
+            retry.push({ schema: e.schema, collection: e.collection, match: encodeRow(op.match), op });
+          } else if (result.failures.length < MAX_LISTED) {
             result.failures.push({
               collection: e.collection,
               key: describe("match" in op ? op.match : {}),
@@ -252,13 +263,16 @@ export async function rollback(o: RollbackOptions): Promise<RollbackResult> {
       }
       // Refused deletes again (the children the run added are gone now), while a pass makes progress.
       let pending = retry;
+      progress.refused = [];
       while (pending.length > 0) {
         const still: typeof pending = [];
         for (const r of pending) {
-          const res = await apply(r.schema, r.collection, [r.op], { retried: true });
+          const res = await apply(r.schema, r.collection, [r.op], ["removed"], { retried: true });
           if (res.failures.length > 0) still.push(r);
         }
         if (still.length === pending.length) {
+          // Kept for a resumed rollback, once the user removed what references them.
+          progress.refused = still.map(({ op: _op, ...r }) => r);
           for (const r of still) {
             if (result.failures.length < MAX_LISTED) {
               result.failures.push({
@@ -273,6 +287,7 @@ export async function rollback(o: RollbackOptions): Promise<RollbackResult> {
         }
         pending = still;
       }
+      if (progress.refused?.length === 0) delete progress.refused;
       rb.rollback = progress;
       // Files apply their pending operations here; engines build what they build after data.
       for (const schema of touched.values()) await target.finish(schema);
@@ -360,12 +375,20 @@ async function checkRows(
   return { changed, changedCount, removes, restores };
 }
 
+/** What an undo op counts as: a record removed, a record restored, or the first half of a move back. */
+type OpKind = "removed" | "restored" | "moved";
+
+/** A delete a foreign key refused, to try again. */
+type Refused = NonNullable<NonNullable<RunEntry["rollback"]>["refused"]>[number] & { op: WriteOp };
+
 /** The ops that undo one row: delete what it added, put back what it replaced or merged. */
-async function undoOps(target: Connector, e: UndoEntry, force: boolean): Promise<WriteOp[]> {
+async function undoOps(target: Connector, e: UndoEntry, force: boolean): Promise<{ ops: WriteOp[]; kinds: OpKind[] }> {
   const ops: WriteOp[] = [];
+  const kinds: OpKind[] = [];
   for (const a of e.added) {
     const key = a.key.map((v) => decodeValue(v));
     ops.push({ op: "delete", match: Object.fromEntries(e.key.map((f, n) => [f, key[n] as Value])) });
+    kinds.push("removed");
   }
   const priors = e.prior.map((p) => {
     const record = decodeRow(p.record);
@@ -385,10 +408,17 @@ async function undoOps(target: Connector, e: UndoEntry, force: boolean): Promise
     if (keyString(at) !== keyString(own)) {
       // The run moved it to another key (a replace matched on a natural key): remove that, put it back.
       ops.push({ op: "delete", match: matchOf(at) }, { op: "insert", record });
-    } else if (present && !present.has(keyString(at))) ops.push({ op: "insert", record });
-    else ops.push({ op: "replace", match: matchOf(at), record });
+      kinds.push("moved", "restored");
+    } else {
+      ops.push(
+        present && !present.has(keyString(at))
+          ? { op: "insert", record }
+          : { op: "replace", match: matchOf(at), record },
+      );
+      kinds.push("restored");
+    }
   }
-  return ops;
+  return { ops, kinds };
 }
 
 function describe(match: Record<string, Value>): string {
@@ -429,7 +459,9 @@ export async function forget(o: ForgetOptions): Promise<RunEntry> {
         { details: { runId: run.id } },
       );
     }
-    const rolling = runs.find((r) => r.command === "rollback" && r.undoes === run.id && isUnfinished(r));
+    const rolling = runs.find(
+      (r) => r.command === "rollback" && r.undoes === run.id && r.status !== "done" && r.status !== "abandoned",
+    );
     if (rolling && !o.force) {
       throw new FerryError(
         "E_DIRTY",

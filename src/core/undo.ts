@@ -12,7 +12,7 @@
  * booleans as 1/0, bytes by their content. (So a change from `12.50` to `12.5` in a text
  * field goes unseen: it is the price of comparing across engines' spellings.)
  */
-import { hash } from "node:crypto";
+import { createHash } from "node:crypto";
 import type { CollectionSchema } from "./schema.js";
 import { type JsonValue, PreciseDate, parseTimestamp, type Row, type Value } from "./values.js";
 
@@ -111,7 +111,10 @@ function canonicalNumber(t: string): string {
 
 /** The digest of `record` over `fields` (a field it lacks counts as null). */
 export function recordDigest(record: Row, fields: readonly string[]): string {
-  return hash("sha256", JSON.stringify(fields.map((f) => normal(record[f]))), "base64url").slice(0, 22);
+  return createHash("sha256")
+    .update(JSON.stringify(fields.map((f) => normal(record[f]))))
+    .digest("base64url")
+    .slice(0, 22);
 }
 
 /** Whether `x` is an {@link UndoEntry} (a row of this format). */

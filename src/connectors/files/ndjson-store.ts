@@ -422,7 +422,10 @@ export class NdjsonStore {
   async pendingDeletes(): Promise<PendingGroups | undefined> {
     if (this.deletes === null) {
       this.deletes = (await loadPendingGroups(this.pending.path)) ?? new Map();
-      this.deleteSeq = 0;
+      // This session's operations come after those loaded (lookups apply them in order).
+      let loaded = 0;
+      for (const g of this.deletes.values()) for (const list of g.byKey.values()) loaded += list.length;
+      this.deleteSeq = loaded;
     }
     return this.deletes;
   }

@@ -37,7 +37,6 @@ export const CREATE_UNDO = `CREATE TABLE IF NOT EXISTS ${UNDO_TABLE} (
 
 /** Undo rows per page of {@link MysqlJournal.undo}, at most. */
 const UNDO_PAGE_ROWS = 50;
-/** Characters of undo entries fetched by one query, at most (a single larger row comes alone). */
 /** Characters of an undo entry per part, at most (fewer when `max_allowed_packet` is smaller). */
 const UNDO_PART_CHARS = 2 * 1024 * 1024;
 /** Bytes of an undo part's statement besides the entry's text (the run id, at most 191 characters escaped). */

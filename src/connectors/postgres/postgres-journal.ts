@@ -13,7 +13,6 @@ export const UNDO_TABLE = "_ferry_undo";
 
 /** Undo rows per page of {@link PostgresJournal.undo}, at most. */
 const UNDO_PAGE_ROWS = 50;
-/** Characters of undo entries fetched by one query, at most (a single larger row comes alone). */
 
 /** `CREATE TABLE IF NOT EXISTS` of the journal in `schema`. */
 export function createJournalSql(schema: string): string {

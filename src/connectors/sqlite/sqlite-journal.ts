@@ -11,7 +11,6 @@ export const UNDO_TABLE = "_ferry_undo";
 
 /** Undo rows per page of {@link SqliteJournal.undo}, at most. */
 const UNDO_PAGE_ROWS = 50;
-/** Characters of undo entries fetched by one query, at most (a single larger row comes alone). */
 
 const CREATE = `CREATE TABLE IF NOT EXISTS ${JOURNAL_TABLE} (id TEXT PRIMARY KEY, started_at TEXT, entry TEXT NOT NULL)`;
 const UPSERT = `INSERT INTO ${JOURNAL_TABLE} (id, started_at, entry) VALUES (?, ?, ?)
