@@ -322,6 +322,57 @@ describe("records changed since the import", () => {
   });
 });
 
+describe("an import whose connection is killed mid-way", () => {
+  it("is recorded as unfinished, finished by --resume, and undone by rollback (PostgreSQL)", async () => {
+    const db = "ferry_kill_test";
+    await ensurePgDatabase(db);
+    const schema = `kill_${tag}`;
+    await pgQuery(db, `DROP SCHEMA IF EXISTS ${schema} CASCADE; CREATE SCHEMA ${schema}`);
+    const to = `postgres://postgres@127.0.0.1:5432/${db}?schema=${schema}`;
+    try {
+      await copy({ from: SHOP, to, collections: ["customers", "products"] });
+      await change(to, "customers", [{ op: "update", match: { id: 1 }, record: { name: "Local" } }]);
+      const before = await canonical(to);
+      let killed: Promise<unknown> | undefined;
+      const err = await importPackage({
+        input: pkg,
+        to,
+        conflict: "overwrite",
+        batchSize: 10,
+        jobs: 1,
+        onEvent: (e) => {
+          // Every connection to the database but the killer's, as a failing server would.
+          if (e.type === "progress" && killed === undefined) {
+            killed = pgQuery(
+              db,
+              "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+              [db],
+            );
+          }
+        },
+      }).catch((e: unknown) => e);
+      await killed;
+      // A Ferry error naming the lost connection, not an internal one.
+      expect(isFerryError(err) && err.code !== "E_INTERNAL", String(err)).toBe(true);
+      const [run] = await history({ at: to });
+      expect(run).toMatchObject({ command: "import" });
+      expect(["failed", "interrupted"]).toContain(run?.status);
+      expect(Object.values(run?.collections ?? {}).some((c) => !c.done)).toBe(true);
+      const done = await importPackage({ input: pkg, to, conflict: "overwrite", resume: true });
+      expect(done.runId).toBe(run?.id);
+      expect(done.status).toBe("done");
+      // Every record once, each the package's (customer 1 overwritten).
+      const after = (await readAll(to)).customers ?? [];
+      expect(after).toHaveLength(50);
+      expect(after.find((c) => c.id === 1)?.name).not.toBe("Local");
+      await rollback({ at: to, id: done.runId });
+      expect(await canonical(to)).toEqual(before);
+    } finally {
+      await pgQuery(db, `DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => {});
+    }
+  });
+});
+
 describe("an interrupted rollback, and forget", () => {
   it("resumes where it stopped and ends exactly; forget removes the run and its log", async () => {
     const to = await seededTarget("sqlite");
