@@ -13,6 +13,8 @@
  * field goes unseen: it is the price of comparing across engines' spellings.)
  */
 import { createHash } from "node:crypto";
+import type { UndoRow } from "./connector.js";
+import { FerryError } from "./errors.js";
 import type { CollectionSchema } from "./schema.js";
 import { type JsonValue, PreciseDate, parseTimestamp, type Row, type Value } from "./values.js";
 
@@ -160,4 +162,27 @@ export function undoPageGroups(
   }
   if (start !== undefined) out.push([start, end]);
   return out;
+}
+
+/**
+ * An undo row's entry as the JSON text a journal stores.
+ *
+ * @throws FerryError `E_INTERNAL` when the row is malformed (a `seq` that is not a safe
+ * integer) or its entry is not JSON-serialisable.
+ */
+export function undoJson(row: UndoRow): string {
+  if (typeof row.runId !== "string" || !Number.isSafeInteger(row.seq)) {
+    throw new FerryError(
+      "E_INTERNAL",
+      `undo row ${String(row.runId)}#${String(row.seq)} needs a run id and an integer seq: a bug in Ferry`,
+    );
+  }
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(row.entry);
+  } catch (cause) {
+    throw new FerryError("E_INTERNAL", `undo row ${row.runId}#${row.seq} is not JSON-serialisable`, { cause });
+  }
+  if (json === undefined) throw new FerryError("E_INTERNAL", `undo row ${row.runId}#${row.seq} is not a JSON value`);
+  return json;
 }

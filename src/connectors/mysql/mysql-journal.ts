@@ -1,7 +1,7 @@
 /** The run journal kept in a MySQL database, in table `_ferry_journal`, and its undo log in `_ferry_undo`. */
 import type { JournalStore, UndoRow } from "../../core/connector.js";
 import { FerryError } from "../../core/errors.js";
-import { undoPageGroups } from "../../core/undo.js";
+import { undoJson, undoPageGroups } from "../../core/undo.js";
 import { isMissingObject } from "./mysql-introspect.js";
 import type { MysqlSession } from "./mysql-session.js";
 import { sqlString } from "./mysql-sql.js";
@@ -64,19 +64,7 @@ function sameText(column: string, text: string): string {
  * integer) or its entry is not JSON-serialisable.
  */
 export function undoInserts(row: UndoRow, maxPacket: number): string[] {
-  if (typeof row.runId !== "string" || !Number.isSafeInteger(row.seq)) {
-    throw new FerryError(
-      "E_INTERNAL",
-      `undo row ${String(row.runId)}#${String(row.seq)} needs a run id and an integer seq: a bug in Ferry`,
-    );
-  }
-  let json: string | undefined;
-  try {
-    json = JSON.stringify(row.entry);
-  } catch (cause) {
-    throw new FerryError("E_INTERNAL", `undo row ${row.runId}#${row.seq} is not JSON-serialisable`, { cause });
-  }
-  if (json === undefined) throw new FerryError("E_INTERNAL", `undo row ${row.runId}#${row.seq} is not a JSON value`);
+  const json = undoJson(row);
   const limit = Math.max(1024, Math.min(UNDO_PART_CHARS, Math.floor((maxPacket - UNDO_STATEMENT_BYTES) / 3)));
   const head = `INSERT INTO ${UNDO_TABLE} (run_id, seq, part, size, entry) VALUES (${sqlString(row.runId)}, ${row.seq}, `;
   const out: string[] = [];

@@ -2,7 +2,7 @@
 import type pg from "pg";
 import type { JournalStore, UndoRow } from "../../core/connector.js";
 import { FerryError } from "../../core/errors.js";
-import { undoPageGroups } from "../../core/undo.js";
+import { undoJson, undoPageGroups } from "../../core/undo.js";
 import { qualified, sqlState } from "./postgres-sql.js";
 
 /** Name of the journal table (in the instance's schema); `discover` never lists it. */
@@ -51,19 +51,7 @@ export function undoInsertSql(schema: string): string {
  * integer) or its entry is not JSON-serialisable.
  */
 export function undoParams(row: UndoRow): [string, number, number, string] {
-  if (typeof row.runId !== "string" || !Number.isSafeInteger(row.seq)) {
-    throw new FerryError(
-      "E_INTERNAL",
-      `undo row ${String(row.runId)}#${String(row.seq)} needs a run id and an integer seq: a bug in Ferry`,
-    );
-  }
-  let json: string | undefined;
-  try {
-    json = JSON.stringify(row.entry);
-  } catch (cause) {
-    throw new FerryError("E_INTERNAL", `undo row ${row.runId}#${row.seq} is not JSON-serialisable`, { cause });
-  }
-  if (json === undefined) throw new FerryError("E_INTERNAL", `undo row ${row.runId}#${row.seq} is not a JSON value`);
+  const json = undoJson(row);
   return [row.runId, row.seq, json.length, json];
 }
 

@@ -2,7 +2,7 @@
 import type Database from "better-sqlite3";
 import type { JournalStore, UndoRow } from "../../core/connector.js";
 import { FerryError } from "../../core/errors.js";
-import { undoPageGroups } from "../../core/undo.js";
+import { undoJson, undoPageGroups } from "../../core/undo.js";
 
 /** Name of the journal table; `discover` never lists it. */
 export const JOURNAL_TABLE = "_ferry_journal";
@@ -65,19 +65,7 @@ export function journalParams(runId: string, entry: unknown): [string, string | 
  * integer) or its entry is not JSON-serialisable.
  */
 export function undoParams(row: UndoRow): [string, number, number, string] {
-  if (typeof row.runId !== "string" || !Number.isSafeInteger(row.seq)) {
-    throw new FerryError(
-      "E_INTERNAL",
-      `undo row ${String(row.runId)}#${String(row.seq)} needs a run id and an integer seq: a bug in Ferry`,
-    );
-  }
-  let json: string | undefined;
-  try {
-    json = JSON.stringify(row.entry);
-  } catch (cause) {
-    throw new FerryError("E_INTERNAL", `undo row ${row.runId}#${row.seq} is not JSON-serialisable`, { cause });
-  }
-  if (json === undefined) throw new FerryError("E_INTERNAL", `undo row ${row.runId}#${row.seq} is not a JSON value`);
+  const json = undoJson(row);
   return [row.runId, row.seq, json.length, json];
 }
 
