@@ -188,6 +188,12 @@ export interface Connector {
    * values exists; returns the matching existing records keyed by {@link keyString}.
    */
   lookup(collection: CollectionSchema, fields: string[], keys: Value[][]): Promise<Map<string, Row>>;
+  /**
+   * Optional (with {@link BulkTransfer.versionedUndo}): the row version (PostgreSQL `xmin`)
+   * of each record of `collection` whose `fields` have one of the `keys`' values, keyed by
+   * {@link keyString}; absent keys are not in the map.
+   */
+  rowVersions?(collection: CollectionSchema, fields: string[], keys: Value[][]): Promise<Map<string, string>>;
   write(collection: CollectionSchema, ops: WriteOp[], checkpoint?: Checkpoint): Promise<WriteResult>;
   finish(collection: CollectionSchema): Promise<void>;
 
@@ -239,13 +245,29 @@ export interface JournalStore {
 export interface BulkTransfer {
   /** Value rules of the type plan (see {@link CheckRule}) this target's bulk path refuses on its own. */
   readonly enforces?: ReadonlySet<CheckRule>;
+  /**
+   * True when `bulkCopyFrom` with `undo` reports the keys each batch added and the row
+   * version they were written with ({@link BulkAdded}), and {@link Connector.rowVersions}
+   * reads versions back: then a run that keeps an undo log may take the bulk path.
+   */
+  readonly versionedUndo?: boolean;
   canBulkCopyFrom(source: Connector, collection: CollectionSchema): boolean;
   bulkCopyFrom(
     source: Connector,
     collection: CollectionSchema,
-    options: { after?: Bookmark; upTo?: Bookmark; limit: number },
-    checkpoint: (count: number, bookmark: Bookmark) => Checkpoint,
+    options: { after?: Bookmark; upTo?: Bookmark; limit: number; undo?: boolean },
+    checkpoint: (count: number, bookmark: Bookmark, added?: BulkAdded) => Checkpoint,
   ): Promise<{ count: number; bookmark: Bookmark }>;
+}
+
+/**
+ * What a bulk batch added, for an undo log: its records' keys (the target's primary key, in
+ * its field order) and the row version the batch's transaction gave every one of them
+ * (PostgreSQL `xmin`). A record whose version differs later was changed since.
+ */
+export interface BulkAdded {
+  keys: Value[][];
+  version: string;
 }
 
 /** True when a connector offers {@link BulkTransfer}. */
@@ -283,7 +305,8 @@ export interface TextExport {
 
 /** Lines of delimited text from {@link TextExport.exportText}. */
 export interface TextChunk {
-  text: string;
+  /** Whole lines, as text or as their UTF-8 bytes. */
+  text: string | Uint8Array;
   rows: number;
   /** Resuming from this bookmark yields the rows after this chunk's last. */
   bookmark: Bookmark;
@@ -352,5 +375,11 @@ export interface ConnectorFactory {
   mapField?(field: FieldSchema, collection: CollectionSchema): FieldSchema;
   /** Engine name, as {@link Connector.engine}. */
   engine?: string;
+  /**
+   * Turns lines of this engine's {@link TextExport} (fields `fields` of `collection`, in that
+   * order) back into records, as `read` would give them, without a connection: a package
+   * stores a collection as that text and decodes it where the records are needed.
+   */
+  textDecoder?(collection: CollectionSchema, fields: string[]): (line: string) => Row;
   open(url: string, options: ConnectorOptions): Promise<Connector>;
 }

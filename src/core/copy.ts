@@ -1256,8 +1256,13 @@ interface RangePart {
 function bulkAllowed(target: Connector, j: Job, undo: boolean): boolean {
   // Records a profile transforms or validates go one by one; so do renamed or re-keyed
   // collections (a bulk path writes the source's collection as it is).
-  // An undo log is built from the records, so it needs the record path too.
-  if (j.spec?.schema || j.spec?.transform || j.shape !== j.source || undo) return false;
+  // An undo log is built from the records, unless the target reports what a bulk batch added.
+  if (j.spec?.schema || j.spec?.transform || j.shape !== j.source) return false;
+  if (
+    undo &&
+    !(hasBulkTransfer(target) && target.versionedUndo === true && target.rowVersions && j.target.primaryKey.length > 0)
+  )
+    return false;
   if (j.checks.length === 0) return true;
   const enforced = hasBulkTransfer(target) ? target.enforces : undefined;
   return enforced !== undefined && j.checks.every(([, c]) => c.rules.every((r) => enforced.has(r)));
@@ -1403,12 +1408,25 @@ async function bulkCopy(
       const r = await target.bulkCopyFrom(
         source,
         j.source,
-        { ...boundsOf(range), limit: o.bulkBatchSize },
-        (count, bookmark) => {
+        { ...boundsOf(range), limit: o.bulkBatchSize, ...(o.undo ? { undo: true } : {}) },
+        (count, bookmark, added) => {
           range.copied = before.copied + count;
           range.bookmark = bookmark;
           range.seq = before.seq + 1;
-          return { runId: entry.id, id: part.id, entry: part.checkpointEntry };
+          const checkpoint: Checkpoint = { runId: entry.id, id: part.id, entry: part.checkpointEntry };
+          if (!o.undo) return checkpoint;
+          if (!added)
+            throw new FerryError("E_INTERNAL", `${target.displayUrl} did not report what its bulk batch added`);
+          const undo: UndoEntry = {
+            collection: j.target.name,
+            schema: j.target,
+            key: j.target.primaryKey,
+            fields: [],
+            added: [],
+            prior: [],
+            bulk: { version: added.version, keys: added.keys.map((k) => k.map((v) => encodeValue(v))) },
+          };
+          return { ...checkpoint, undo: () => ({ runId: entry.id, seq: ctx.undoSeq++, entry: undo }) };
         },
       );
       if (r.count === 0) return "done";

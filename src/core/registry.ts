@@ -44,6 +44,11 @@ export function factoryFor(url: string): ConnectorFactory {
   );
 }
 
+/** The factory of the connectors whose {@link Connector.engine} is `engine`, if registered. */
+export function factoryForEngine(engine: string): ConnectorFactory | undefined {
+  return factories.find((f) => f.engine === engine);
+}
+
 /** Opens a connector for `url`. */
 export async function openConnector(url: string, options: ConnectorOptions = {}): Promise<Connector> {
   return factoryFor(url).open(url, options);

@@ -331,6 +331,13 @@ async function checkRows(
       );
     }
     const e = row.entry;
+    if (e.bulk) {
+      removes += e.bulk.keys.length;
+      await checkVersions(target, e, e.bulk, (c) => {
+        changedCount++;
+        if (changed.length < MAX_LISTED) changed.push(c);
+      });
+    }
     const items = [
       ...e.added.map((a) => ({
         key: a.key.map((v) => decodeValue(v)),
@@ -375,6 +382,41 @@ async function checkRows(
   return { changed, changedCount, removes, restores };
 }
 
+/** Keys of a bulk undo row looked up per query. */
+const VERSION_PAGE = 10_000;
+
+/**
+ * Calls `onChanged` for each record a bulk batch added that was changed (another row
+ * version) or removed since.
+ * (Its keys are the run's own, written once: no newer row of the run covers them.)
+ */
+async function checkVersions(
+  target: Connector,
+  e: UndoEntry,
+  bulk: NonNullable<UndoEntry["bulk"]>,
+  onChanged: (c: ChangedRecord) => void,
+): Promise<void> {
+  if (!target.rowVersions) {
+    throw new FerryError(
+      "E_UNSUPPORTED",
+      `${target.displayUrl} cannot tell row versions, which run's bulk undo log needs: a bug in Ferry`,
+    );
+  }
+  for (let i = 0; i < bulk.keys.length; i += VERSION_PAGE) {
+    const keys = bulk.keys.slice(i, i + VERSION_PAGE).map((k) => k.map((v) => decodeValue(v)));
+    const now = await target.rowVersions(e.schema, e.key, keys);
+    for (const key of keys) {
+      const version = now.get(keyString(key));
+      if (version === bulk.version) continue;
+      onChanged({
+        collection: e.collection,
+        key: describe(Object.fromEntries(e.key.map((f, n) => [f, key[n] as Value]))),
+        reason: version === undefined ? "removed since the run wrote it" : "changed since the run wrote it",
+      });
+    }
+  }
+}
+
 /** What an undo op counts as: a record removed, a record restored, or the first half of a move back. */
 type OpKind = "removed" | "restored" | "moved";
 
@@ -385,8 +427,8 @@ type Refused = NonNullable<NonNullable<RunEntry["rollback"]>["refused"]>[number]
 async function undoOps(target: Connector, e: UndoEntry, force: boolean): Promise<{ ops: WriteOp[]; kinds: OpKind[] }> {
   const ops: WriteOp[] = [];
   const kinds: OpKind[] = [];
-  for (const a of e.added) {
-    const key = a.key.map((v) => decodeValue(v));
+  for (const k of [...e.added.map((a) => a.key), ...(e.bulk?.keys ?? [])]) {
+    const key = k.map((v) => decodeValue(v));
     ops.push({ op: "delete", match: Object.fromEntries(e.key.map((f, n) => [f, key[n] as Value])) });
     kinds.push("removed");
   }

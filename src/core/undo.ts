@@ -38,6 +38,11 @@ export interface UndoEntry {
    * natural key may change the primary key), their whole prior content, the digest of what was written.
    */
   prior: { key?: JsonValue[]; record: Record<string, JsonValue>; digest: string; fields?: string[] }[];
+  /**
+   * Records the batch added on a bulk path (besides `added`): their keys, and the row version
+   * the target gave them all (see `BulkAdded`); a record whose version differs was changed since.
+   */
+  bulk?: { version: string; keys: JsonValue[][] };
 }
 
 /** A value in the form two engines' readings of it share. */
@@ -128,7 +133,8 @@ export function isUndoEntry(x: unknown): x is UndoEntry {
     typeof e.collection === "string" &&
     Array.isArray(e.key) &&
     Array.isArray(e.added) &&
-    Array.isArray(e.prior)
+    Array.isArray(e.prior) &&
+    (e.bulk === undefined || (typeof e.bulk.version === "string" && Array.isArray(e.bulk.keys)))
   );
 }
 

@@ -11,14 +11,25 @@ import { resolve } from "node:path";
 import type { Readable } from "node:stream";
 import tar from "tar-stream";
 import { parseLine, project } from "../connectors/files/record-codec.js";
-import type { Connector, JournalStore, PrepareResult, ReadBatch, ReadOptions, WriteResult } from "../core/connector.js";
+import type {
+  Connector,
+  JournalStore,
+  PrepareResult,
+  ReadBatch,
+  ReadOptions,
+  TextChunk,
+  TextExport,
+  WriteResult,
+} from "../core/connector.js";
 import { FerryError, isFerryError } from "../core/errors.js";
 import type { Bookmark } from "../core/messages.js";
+import { factoryForEngine } from "../core/registry.js";
 import type { CollectionSchema } from "../core/schema.js";
 import type { Row } from "../core/values.js";
 import { decompressChunk } from "./compression.js";
 import { type DecryptWith, decryptStream, isAgeEncrypted, isEncryptedFile } from "./encryption.js";
 import {
+  type ChunkInfo,
   type Compression,
   MANIFEST_ENTRY,
   MAX_ENTRY_BYTES,
@@ -46,7 +57,7 @@ export interface PackageCheck {
 }
 
 /** A package opened and checked, to be read. */
-export class PackageReader implements Connector {
+export class PackageReader implements Connector, TextExport {
   readonly engine = "package";
   readonly displayUrl: string;
   readonly identity: string;
@@ -105,18 +116,121 @@ export class PackageReader implements Connector {
     return c;
   }
 
-  /** Records in the order they were exported; a bookmark is `{ chunk, line }`. */
+  /**
+   * Records in the order they were exported; a bookmark is `{ chunk, line }`. A collection
+   * kept as text is decoded by its engine's connector.
+   */
   async *read(collection: CollectionSchema, options: ReadOptions): AsyncIterable<ReadBatch> {
     const mc = this.#collection(collection.name);
-    const index = new Map(mc.chunks.map((c, i) => [c.entry, i]));
     const after = options.after as { chunk: number; line: number } | undefined;
     const first = after?.chunk ?? 0;
+    const decodeText = mc.text ? this.#textDecoder(mc, mc.text.fields) : undefined;
+    for await (const { index: i, name, data } of this.#chunks(mc, first)) {
+      const lines = data.toString("utf8").split("\n");
+      lines.pop(); // the text ends with a newline
+      let line = i === first ? (after?.line ?? 0) : 0;
+      while (line < lines.length) {
+        const end = Math.min(line + options.batchSize, lines.length);
+        const records: Row[] = [];
+        for (let n = line; n < end; n++) {
+          const text = lines[n] as string;
+          const where = { file: `${this.displayUrl}:${name}`, line: n + 1 };
+          const r = decodeText ? decodeTextLine(decodeText, text, where) : parseLine(text, where);
+          records.push(options.fields ? project(r, options.fields) : r);
+        }
+        line = end;
+        const bookmark: Bookmark = line === lines.length ? { chunk: i + 1, line: 0 } : { chunk: i, line };
+        yield { records, bookmark };
+      }
+    }
+  }
+
+  /** The fields of a collection kept as text (see {@link TextExport}); undefined for records. */
+  textFields(collection: CollectionSchema): string[] | undefined {
+    return this.manifest.collections.find((x) => x.name === collection.name)?.text?.fields;
+  }
+
+  /**
+   * A collection kept as text, as it is stored: at most `limit` lines after `after` (a
+   * bookmark `{ chunk, line }`), in chunks of whole lines. Consecutive calls continue one
+   * pass over the file.
+   */
+  async *exportText(
+    collection: CollectionSchema,
+    options: { after?: Bookmark; upTo?: Bookmark; limit: number },
+  ): AsyncIterable<TextChunk> {
+    const mc = this.#collection(collection.name);
+    if (!mc.text) throw new FerryError("E_INTERNAL", `${mc.name} is not kept as text: a bug in Ferry`);
+    const after = options.after as { chunk: number; line: number } | undefined;
+    let chunk = after?.chunk ?? 0;
+    let line = after?.line ?? 0;
+    let left = Math.max(1, Math.floor(options.limit));
+    while (left > 0 && chunk < mc.chunks.length) {
+      const data = await this.#chunkAt(mc, chunk);
+      const total = (mc.chunks[chunk] as ChunkInfo).records;
+      let start = 0;
+      for (let n = 0; n < line; n++) start = data.indexOf(10, start) + 1;
+      let end = start;
+      let rows = 0;
+      while (rows < left && line + rows < total) {
+        end = data.indexOf(10, end) + 1;
+        rows++;
+      }
+      line += rows;
+      left -= rows;
+      if (line >= total) {
+        chunk++;
+        line = 0;
+      }
+      if (rows > 0) yield { text: data.subarray(start, end), rows, bookmark: { chunk, line } };
+    }
+  }
+
+  /** The decoder of a collection's text, from its engine's connector. */
+  #textDecoder(mc: ManifestCollection, fields: string[]): (line: string) => Row {
+    const engine = mc.schema.engine ?? "?";
+    const factory = factoryForEngine(engine);
+    if (!factory?.textDecoder) {
+      throw new FerryError(
+        "E_UNSUPPORTED",
+        `${this.displayUrl} keeps ${mc.name} as ${engine} text, which no registered connector decodes (import "ferry/connectors")`,
+      );
+    }
+    return factory.textDecoder(mc.schema, fields);
+  }
+
+  /** Pass over the file that {@link exportText} continues from one call to the next. */
+  #cursor: { name: string; next: number; it: AsyncIterator<ChunkData>; held?: ChunkData } | undefined;
+
+  /** Chunk `index` of `mc` (checked), continuing the open pass when it is there or next. */
+  async #chunkAt(mc: ManifestCollection, index: number): Promise<Buffer> {
+    let cur = this.#cursor;
+    if (cur?.name === mc.name && cur.held?.index === index) return cur.held.data;
+    if (!cur || cur.name !== mc.name || cur.next !== index) {
+      await cur?.it.return?.();
+      cur = { name: mc.name, next: index, it: this.#chunks(mc, index)[Symbol.asyncIterator]() };
+      this.#cursor = cur;
+    }
+    const r = await cur.it.next();
+    if (r.done) throw new FerryError("E_INTERNAL", `${mc.name}: no chunk ${index}: a bug in Ferry`);
+    cur.held = r.value;
+    cur.next = index + 1;
+    return r.value.data;
+  }
+
+  /**
+   * The collection's chunks from `first` on, in order, each checked against its SHA-256 again.
+   *
+   * @throws FerryError `E_CHECKSUM` when a chunk changed or the file ends before the last one.
+   */
+  async *#chunks(mc: ManifestCollection, first: number): AsyncGenerator<ChunkData> {
     if (first >= mc.chunks.length) return;
+    const index = new Map(mc.chunks.map((c, i) => [c.entry, i]));
     const kind = this.manifest.compression;
     for await (const e of entriesOf(this.#path, this.#keys, (name) => (index.get(name) ?? -1) >= first)) {
       const i = index.get(e.name);
       if (i === undefined || i < first || !e.body) continue;
-      const info = mc.chunks[i] as (typeof mc.chunks)[number];
+      const info = mc.chunks[i] as ChunkInfo;
       const data = decompressChunk(e.body, kind, e.name);
       if (createHash("sha256").update(data).digest("hex") !== info.sha256) {
         throw new FerryError(
@@ -125,20 +239,7 @@ export class PackageReader implements Connector {
           { details: { entry: e.name } },
         );
       }
-      const lines = data.toString("utf8").split("\n");
-      lines.pop(); // the text ends with a newline
-      let line = i === first ? (after?.line ?? 0) : 0;
-      while (line < lines.length) {
-        const end = Math.min(line + options.batchSize, lines.length);
-        const records: Row[] = [];
-        for (let n = line; n < end; n++) {
-          const r = parseLine(lines[n] as string, { file: `${this.displayUrl}:${e.name}`, line: n + 1 });
-          records.push(options.fields ? project(r, options.fields) : r);
-        }
-        line = end;
-        const bookmark: Bookmark = line === lines.length ? { chunk: i + 1, line: 0 } : { chunk: i, line };
-        yield { records, bookmark };
-      }
+      yield { index: i, name: e.name, data };
       if (i === mc.chunks.length - 1) return;
     }
     // The tar ended before this collection's last entry: the file changed since it was checked.
@@ -176,7 +277,31 @@ export class PackageReader implements Connector {
     return this.#journal;
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    const cur = this.#cursor;
+    this.#cursor = undefined;
+    await cur?.it.return?.();
+  }
+}
+
+/** A chunk of a collection, decompressed and checked. */
+interface ChunkData {
+  index: number;
+  name: string;
+  data: Buffer;
+}
+
+/** A line of a collection kept as text, decoded; a line that does not decode names its place. */
+function decodeTextLine(decode: (line: string) => Row, text: string, where: { file: string; line: number }): Row {
+  try {
+    return decode(text);
+  } catch (err) {
+    throw new FerryError(
+      "E_CHECKSUM",
+      `${where.file} line ${where.line}: not a row of its collection (${(err as Error).message})`,
+      { cause: err, details: where },
+    );
+  }
 }
 
 /** The package's bytes, decrypted when it is encrypted. */
@@ -262,21 +387,24 @@ function compressionOf(name: string): Compression | undefined {
   return name.endsWith(".zst") ? "zstd" : name.endsWith(".gz") ? "gzip" : undefined;
 }
 
-/** Reads the whole package once and checks it; every failed check is listed. */
-export async function checkPackage(path: string, keys: DecryptWith = {}): Promise<PackageCheck> {
-  let fileBytes: number;
-  try {
-    fileBytes = statSync(path).size;
-  } catch (err) {
-    throw new FerryError("E_NOT_FOUND", `no package ${path}: check the path`, { cause: err });
-  }
+/** What one pass over a package's entries found. */
+interface Scan {
+  problems: string[];
+  /** Per data entry: the SHA-256 of its stored bytes; with `text`, also of its text, its lines and bytes. */
+  found: Map<string, { stored: string; sha256?: string; records?: number; bytes?: number }>;
+  /** With `text`: per collection, the SHA-256 of its chunks' text. */
+  collectionHashes: Map<string, ReturnType<typeof createHash>>;
+  manifestText: string | undefined;
+}
+
+/** One pass over a package's entries: each data entry hashed as stored and, with `text`, decompressed. */
+async function scanEntries(path: string, keys: DecryptWith, text: boolean): Promise<Scan> {
   const problems: string[] = [];
-  const found = new Map<string, { sha256: string; records: number; bytes: number }>();
+  const found: Scan["found"] = new Map();
   const collectionHashes = new Map<string, ReturnType<typeof createHash>>();
   let manifestText: string | undefined;
   let afterManifest = false;
-  const stream = entriesOf(path, keys, () => true);
-  for await (const e of stream) {
+  for await (const e of entriesOf(path, keys, () => true)) {
     const body = e.body as Buffer;
     if (e.name === MANIFEST_ENTRY) {
       manifestText = body.toString("utf8");
@@ -287,9 +415,14 @@ export async function checkPackage(path: string, keys: DecryptWith = {}): Promis
       problems.push(`${e.name}: an entry after the manifest (the manifest is the last entry)`);
     }
     const kind = compressionOf(e.name);
-    const m = /^data\/([^/]+)\/\d+\.ndjson\.(zst|gz)$/.exec(e.name);
+    const m = /^data\/([^/]+)\/\d+\.(ndjson|tsv)\.(zst|gz)$/.exec(e.name);
     if (!m || !kind) {
       problems.push(`${e.name}: not an entry of a Ferry package`);
+      continue;
+    }
+    const stored = createHash("sha256").update(body).digest("hex");
+    if (!text) {
+      found.set(e.name, { stored });
       continue;
     }
     let data: Buffer;
@@ -308,8 +441,32 @@ export async function checkPackage(path: string, keys: DecryptWith = {}): Promis
     h.update(data);
     let records = 0;
     for (let i = data.indexOf(10); i >= 0; i = data.indexOf(10, i + 1)) records++;
-    found.set(e.name, { sha256: createHash("sha256").update(data).digest("hex"), records, bytes: data.length });
+    found.set(e.name, {
+      stored,
+      sha256: createHash("sha256").update(data).digest("hex"),
+      records,
+      bytes: data.length,
+    });
   }
+  return { problems, found, collectionHashes, manifestText };
+}
+
+/**
+ * Reads the whole package and checks it; every failed check is listed. A package whose
+ * manifest has every entry's `stored` checksum is checked byte for byte without being
+ * decompressed (its text is checked again as it is read); an older one is decompressed.
+ */
+export async function checkPackage(path: string, keys: DecryptWith = {}): Promise<PackageCheck> {
+  let fileBytes: number;
+  try {
+    fileBytes = statSync(path).size;
+  } catch (err) {
+    throw new FerryError("E_NOT_FOUND", `no package ${path}: check the path`, { cause: err });
+  }
+  // First every entry's stored bytes; their text too when the manifest has no `stored` checksums (version 1).
+  let scan = await scanEntries(path, keys, false);
+  const { manifestText } = scan;
+  let problems = scan.problems;
   const encrypted = isEncryptedFile(path);
   if (manifestText === undefined) {
     throw new FerryError(
@@ -343,6 +500,12 @@ export async function checkPackage(path: string, keys: DecryptWith = {}): Promis
       { details: { problems: [`format version ${manifest.version}`] } },
     );
   }
+  const byStored = (manifest.collections ?? []).every((c) => (c.chunks ?? []).every((k) => k.stored !== undefined));
+  if (!byStored) {
+    scan = await scanEntries(path, keys, true);
+    problems = scan.problems;
+  }
+  const { found, collectionHashes } = scan;
   if (manifestDigest(manifest) !== manifest.digest) {
     problems.push(
       `${MANIFEST_ENTRY}: the package digest does not match its content (the manifest or a checksum in it was edited)`,
@@ -352,8 +515,16 @@ export async function checkPackage(path: string, keys: DecryptWith = {}): Promis
   for (const c of manifest.collections ?? []) {
     let records = 0;
     let bytes = 0;
+    if (c.text !== undefined && (manifest.version < 2 || !Array.isArray(c.text.fields))) {
+      problems.push(`collection ${c.name}: kept as text in a package of format version ${manifest.version}`);
+    }
     for (const chunk of c.chunks ?? []) {
       listed.add(chunk.entry);
+      if (/\.tsv\./.test(chunk.entry) !== (c.text !== undefined)) {
+        problems.push(
+          `${chunk.entry}: not the kind of entry collection ${c.name} keeps (${c.text ? "text" : "records"})`,
+        );
+      }
       const f = found.get(chunk.entry);
       if (!f) {
         problems.push(
@@ -361,16 +532,24 @@ export async function checkPackage(path: string, keys: DecryptWith = {}): Promis
         );
         continue;
       }
+      if (byStored) {
+        // The bytes are the ones written: their text is checked again as each chunk is read.
+        if (f.stored !== chunk.stored)
+          problems.push(`${chunk.entry}: its SHA-256 differs from the manifest's (collection ${c.name})`);
+        records += chunk.records;
+        bytes += chunk.bytes;
+        continue;
+      }
       if (f.sha256 !== chunk.sha256)
         problems.push(`${chunk.entry}: its SHA-256 differs from the manifest's (collection ${c.name})`);
       if (f.records !== chunk.records) {
         problems.push(`${chunk.entry}: holds ${f.records} records, the manifest says ${chunk.records}`);
       }
-      records += f.records;
-      bytes += f.bytes;
+      records += f.records ?? 0;
+      bytes += f.bytes ?? 0;
     }
     const h = collectionHashes.get(c.name)?.digest("hex") ?? createHash("sha256").digest("hex");
-    if (h !== c.sha256) problems.push(`collection ${c.name}: its SHA-256 differs from the manifest's`);
+    if (!byStored && h !== c.sha256) problems.push(`collection ${c.name}: its SHA-256 differs from the manifest's`);
     if (records !== c.records)
       problems.push(`collection ${c.name}: holds ${records} records, the manifest says ${c.records}`);
     if (bytes !== c.bytes) problems.push(`collection ${c.name}: holds ${bytes} bytes, the manifest says ${c.bytes}`);

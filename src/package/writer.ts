@@ -11,16 +11,20 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import tar from "tar-stream";
 import { encodeLine } from "../connectors/files/record-codec.js";
-import type {
-  Checkpoint,
-  Connector,
-  JournalStore,
-  PrepareResult,
-  ReadBatch,
-  WriteOp,
-  WriteResult,
+import {
+  type BulkTransfer,
+  type Checkpoint,
+  type Connector,
+  hasTextExport,
+  type JournalStore,
+  type PrepareResult,
+  type ReadBatch,
+  type WriteOp,
+  type WriteResult,
 } from "../core/connector.js";
 import { FerryError } from "../core/errors.js";
+import type { Bookmark } from "../core/messages.js";
+import { factoryForEngine } from "../core/registry.js";
 import type { CollectionSchema } from "../core/schema.js";
 import { withoutSecrets } from "../core/secrets.js";
 import type { Row } from "../core/values.js";
@@ -63,13 +67,20 @@ interface Open {
   bytes: number;
   hash: Hash;
   chunks: ChunkInfo[];
-  lines: string[];
+  /** Pending records as JSON lines, or (a collection kept as text) pending lines of text. */
+  lines: (string | Uint8Array)[];
   pending: number;
   pendingBytes: number;
+  /** Set when the collection is kept as its source's delimited text (see `ManifestCollection.text`). */
+  text?: string[];
 }
 
-/** A package being written: a copy target that takes inserts only. */
-export class PackageWriter implements Connector {
+/**
+ * A package being written: a copy target that takes inserts only. From a source that
+ * exports delimited text its connector can decode again (PostgreSQL), a collection is kept as
+ * that text (its bulk path): no record is built on the way.
+ */
+export class PackageWriter implements Connector, BulkTransfer {
   readonly engine = "package";
   readonly displayUrl: string;
   readonly identity: string;
@@ -183,6 +194,10 @@ export class PackageWriter implements Connector {
         });
         return;
       }
+      if (c.text) {
+        failures.push({ index, reason: "its collection is kept as text in this package: a bug in Ferry" });
+        return;
+      }
       c.lines.push(line);
       c.pending++;
       c.pendingBytes += bytes;
@@ -197,9 +212,9 @@ export class PackageWriter implements Connector {
   /** Writes the collection's pending lines as one entry (queued after the entries before it). */
   #flush(c: Open): void {
     if (c.pending === 0) return;
-    const data = Buffer.from(c.lines.join(""));
+    const data = c.text ? Buffer.concat(c.lines as Uint8Array[], c.pendingBytes) : Buffer.from(c.lines.join(""));
     const info: ChunkInfo = {
-      entry: chunkEntry(c.name, c.chunks.length + 1, this.#o.compression),
+      entry: chunkEntry(c.name, c.chunks.length + 1, this.#o.compression, c.text !== undefined),
       records: c.pending,
       bytes: data.length,
       sha256: createHash("sha256").update(data).digest("hex"),
@@ -212,7 +227,64 @@ export class PackageWriter implements Connector {
     c.pending = 0;
     c.pendingBytes = 0;
     const body = compressChunk(data, this.#o.compression);
+    info.stored = createHash("sha256").update(body).digest("hex");
     this.#tail = this.#tail.then(() => this.#entry(info.entry, body));
+  }
+
+  /**
+   * True for a collection not written yet, with no field left out, from a source that
+   * exports it as text its engine's connector decodes again.
+   */
+  canBulkCopyFrom(source: Connector, collection: CollectionSchema): boolean {
+    const c = this.#collections.get(collection.name);
+    return (
+      c !== undefined &&
+      c.omit.size === 0 &&
+      c.records + c.pending === 0 &&
+      hasTextExport(source) &&
+      source.textFields(collection) !== undefined &&
+      collection.engine !== undefined &&
+      factoryForEngine(collection.engine)?.textDecoder !== undefined
+    );
+  }
+
+  /** Keeps the next at most `limit` rows of the source's text as they come. */
+  async bulkCopyFrom(
+    source: Connector,
+    collection: CollectionSchema,
+    options: { after?: Bookmark; upTo?: Bookmark; limit: number; undo?: boolean },
+    checkpoint: (count: number, bookmark: Bookmark) => Checkpoint,
+  ): Promise<{ count: number; bookmark: Bookmark }> {
+    const c = this.#collections.get(collection.name);
+    const fields = hasTextExport(source) ? source.textFields(collection) : undefined;
+    if (!c || !fields || !hasTextExport(source) || (c.text === undefined && c.records + c.pending > 0)) {
+      throw new FerryError("E_INTERNAL", `package: no text path for ${collection.name}: a bug in Ferry`);
+    }
+    c.text ??= fields;
+    let count = 0;
+    let bookmark: Bookmark | undefined;
+    const { after, upTo } = options;
+    for await (const chunk of source.exportText(collection, {
+      ...(after ? { after } : {}),
+      ...(upTo ? { upTo } : {}),
+      limit: options.limit,
+    })) {
+      const bytes = typeof chunk.text === "string" ? Buffer.from(chunk.text) : chunk.text;
+      c.lines.push(bytes);
+      c.pending += chunk.rows;
+      c.pendingBytes += bytes.length;
+      count += chunk.rows;
+      bookmark = chunk.bookmark;
+      if (c.pendingBytes >= CHUNK_BYTES) {
+        this.#flush(c);
+        await this.#settled();
+      }
+    }
+    if (count === 0 || bookmark === undefined) return { count: 0, bookmark: after ?? { after: [] } };
+    await this.#settled();
+    const cp = checkpoint(count, bookmark);
+    await this.#journal.save(cp.id, cp.entry({ failures: [] }));
+    return { count, bookmark };
   }
 
   #entry(name: string, body: Buffer): Promise<void> {
@@ -264,6 +336,7 @@ export class PackageWriter implements Connector {
         bytes: c.bytes,
         sha256: c.hash.digest("hex"),
         chunks: c.chunks,
+        ...(c.text ? { text: { fields: c.text } } : {}),
       };
     });
     const omittedFields = Object.fromEntries(

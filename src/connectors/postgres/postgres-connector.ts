@@ -10,6 +10,7 @@ import { pipeline } from "node:stream/promises";
 import type pg from "pg";
 import { from as copyFrom, to as copyTo } from "pg-copy-streams";
 import type {
+  BulkAdded,
   BulkTransfer,
   Checkpoint,
   Connector,
@@ -19,6 +20,7 @@ import type {
   PrepareResult,
   ReadBatch,
   ReadOptions,
+  TextChunk,
   TextExport,
   WriteOp,
   WriteResult,
@@ -69,7 +71,14 @@ import {
   Mutex,
 } from "./postgres-session.js";
 import { describePgError, messageOf, qualified, quoteIdent, quoteLiteral, sqlState } from "./postgres-sql.js";
-import { type Kind, postgresFieldFor, ValueRefused } from "./postgres-types.js";
+import {
+  copyRowDecoder,
+  decoderFor,
+  type Kind,
+  pgTypeOfField,
+  postgresFieldFor,
+  ValueRefused,
+} from "./postgres-types.js";
 import { parsePostgresUrl } from "./postgres-url.js";
 import { BatchWriter } from "./postgres-write.js";
 
@@ -99,6 +108,44 @@ const TEXT_TARGETS: Partial<Record<FieldType, ReadonlySet<Kind>>> = {
 };
 
 /**
+ * Reads the key `primaryKey` of a line of COPY text (fields `fields` of table `to`) straight
+ * from its bytes: `(text, start, end)` are the line's bounds, its newline excluded.
+ */
+function textKeyReader(
+  to: TableInfo,
+  fields: string[],
+  primaryKey: string[],
+): (text: Uint8Array, start: number, end: number) => Value[] {
+  // The declared key (a created table gets its primary key once loaded).
+  const key = primaryKey.map((k) => ({ at: fields.indexOf(k), col: to.byName.get(k) as ColumnInfo }));
+  if (key.length === 0 || key.some((k) => k.at < 0 || k.col === undefined)) {
+    throw new FerryError("E_INTERNAL", `${to.name}: its key is not among the text's fields: a bug in Ferry`);
+  }
+  return (text, start, end) => {
+    const buf = Buffer.isBuffer(text) ? text : Buffer.from(text.buffer, text.byteOffset, text.byteLength);
+    return key.map(({ at, col }) => {
+      let from = start;
+      for (let n = 0; n < at; n++) from = buf.indexOf(9, from) + 1;
+      let to = buf.indexOf(9, from);
+      if (to < 0 || to > end) to = end;
+      const raw = buf.toString("utf8", from, to);
+      return raw === "\\N" ? null : col.decode(unescapeCopyText(raw));
+    });
+  };
+}
+
+/** Bytes of COPY text {@link PostgresConnector.exportText} gathers before passing them on. */
+const TEXT_CHUNK_BYTES = 1 << 20;
+
+/** Whole lines of COPY text as a {@link TextChunk}: their count and the bookmark after the last. */
+function textChunkOf(lines: Buffer, bookmarkOf: (line: string) => Bookmark): TextChunk {
+  let rows = 0;
+  for (let i = lines.indexOf(10); i >= 0; i = lines.indexOf(10, i + 1)) rows++;
+  const start = lines.lastIndexOf(10, lines.length - 2) + 1;
+  return { text: lines, rows, bookmark: bookmarkOf(lines.toString("utf8", start, lines.length - 1)) };
+}
+
+/**
  * Opens `postgres://` and `postgresql://` instances.
  *
  * @example
@@ -109,6 +156,16 @@ export const postgresFactory: ConnectorFactory = {
   usage: "postgres://USER:PASSWORD@HOST:PORT/DATABASE?schema=NAME",
   engine: "postgres",
   mapField: postgresFieldFor,
+  textDecoder(collection: CollectionSchema, fields: string[]): (line: string) => Row {
+    const byName = new Map(collection.fields.map((f) => [f.name, f]));
+    const decoders = fields.map((n) => {
+      const f = byName.get(n);
+      if (!f) throw new FerryError("E_CONFIG", `${collection.name} has no field ${n} (its text names it)`);
+      return decoderFor(pgTypeOfField(f));
+    });
+    const decode = copyRowDecoder(fields, decoders);
+    return (line) => decode(line.split("\t"));
+  },
   async open(url: string, options: ConnectorOptions): Promise<Connector> {
     return PostgresConnector.open(url, options);
   },
@@ -155,7 +212,7 @@ type TransactionEnd<T> = { commit: T; checkpoint: Checkpoint | undefined; result
  *   PostgreSQL → PostgreSQL bulk path copies bytes). Dates outside JavaScript's range (beyond
  *   year 275760) read as invalid dates and are refused when written.
  */
-export class PostgresConnector implements Connector, BulkTransfer {
+export class PostgresConnector implements Connector, BulkTransfer, TextExport {
   readonly engine = "postgres";
   readonly concurrentWrites = true;
   readonly displayUrl: string;
@@ -700,9 +757,10 @@ export class PostgresConnector implements Connector, BulkTransfer {
       ? `COPY (SELECT ${select.join(", ")} FROM ${table} ${this.#where(info, bounds)} ORDER BY ${this.#orderBy(info)}) TO STDOUT`
       : `COPY (SELECT ${select.join(", ")} FROM ${table}${bounds.offset ? ` OFFSET ${bounds.offset}` : ""}) TO STDOUT`;
     const batchSize = Math.max(1, Math.floor(options.batchSize));
-    const decoders = columns.map((c) => c.decode);
-    const width = names.length;
-    const hasProto = names.includes("__proto__");
+    const decodeRow = copyRowDecoder(
+      names,
+      columns.map((c) => c.decode),
+    );
     let offset = bounds.offset ?? 0;
 
     const { client, done } = await this.#readConnection();
@@ -724,17 +782,7 @@ export class PostgresConnector implements Connector, BulkTransfer {
       };
       const take = (line: string): void => {
         const parts = line.split("\t");
-        const rec: Row = {};
-        for (let j = 0; j < width; j++) {
-          const raw = parts[j] as string;
-          const v =
-            raw === "\\N"
-              ? null
-              : (decoders[j] as (s: string) => Value)(raw.indexOf("\\") < 0 ? raw : unescapeCopyText(raw));
-          if (hasProto) setField(rec, names[j] as string, v);
-          else rec[names[j] as string] = v;
-        }
-        records.push(rec);
+        records.push(decodeRow(parts));
         lastParts = parts;
         offset++;
       };
@@ -754,6 +802,76 @@ export class PostgresConnector implements Connector, BulkTransfer {
         throw this.#error(err, "read rows", info.name);
       }
       if (records.length > 0) yield { records, bookmark: bookmark() };
+      clean = true;
+    } finally {
+      done(clean);
+    }
+  }
+
+  /**
+   * The fields of each line {@link exportText} gives: the table's columns, in table order;
+   * undefined for a table without a primary key, or with a generated column (its value is
+   * not written into PostgreSQL, yet other engines keep it: such a table goes as records).
+   * The table must have been described (`discover`).
+   */
+  textFields(collection: CollectionSchema): string[] | undefined {
+    const info = this.#tables.get(collection.name);
+    if (!info || info.primaryKey.length === 0 || info.columns.some((c) => c.generated)) return undefined;
+    return info.columns.map((c) => c.name);
+  }
+
+  /**
+   * The table's rows as COPY text, as the server spells them (Ferry's session: UTC, ISO
+   * dates, hex bytes), in key order from the source's snapshot: `COPY (SELECT … ORDER BY key
+   * LIMIT n) TO STDOUT`, passed on in chunks of whole lines, never split into records.
+   */
+  async *exportText(
+    collection: CollectionSchema,
+    options: { after?: Bookmark; upTo?: Bookmark; limit: number },
+  ): AsyncIterable<TextChunk> {
+    const info = await this.#requireTable(collection.name);
+    const names = this.textFields(collection);
+    if (!names) {
+      throw new FerryError(
+        "E_INTERNAL",
+        `table ${info.name} has no text export (check textFields first): a bug in Ferry`,
+      );
+    }
+    const keyCols = info.primaryKey.map((k) => ({ at: names.indexOf(k), col: info.byName.get(k) as ColumnInfo }));
+    const bounds = this.#bounds(info, options.after, options.upTo);
+    const limit = Math.max(1, Math.floor(options.limit));
+    const sql = `COPY (SELECT ${names.map(quoteIdent).join(", ")} FROM ${qualified(this.schema, info.name)} ${this.#where(info, bounds)} ORDER BY ${this.#orderBy(info)} LIMIT ${limit}) TO STDOUT`;
+    const bookmarkOf = (line: string): Bookmark => {
+      const parts = line.split("\t");
+      return { after: keyCols.map(({ at, col }) => encodeValue(col.decode(unescapeCopyText(parts[at] as string)))) };
+    };
+    const { client, done } = await this.#readConnection();
+    let clean = false;
+    try {
+      const stream = client.query(copyTo(sql));
+      let held: Buffer[] = [];
+      let heldBytes = 0;
+      try {
+        for await (const chunk of stream as AsyncIterable<Buffer>) {
+          held.push(chunk);
+          heldBytes += chunk.length;
+          if (heldBytes < TEXT_CHUNK_BYTES) continue;
+          const all = held.length === 1 ? (held[0] as Buffer) : Buffer.concat(held, heldBytes);
+          const end = all.lastIndexOf(10) + 1;
+          held = end < all.length ? [all.subarray(end)] : [];
+          heldBytes = all.length - end;
+          if (end > 0) yield textChunkOf(all.subarray(0, end), bookmarkOf);
+        }
+      } catch (err) {
+        throw this.#error(err, "read rows", info.name);
+      }
+      if (heldBytes > 0) {
+        const rest = Buffer.concat(held, heldBytes);
+        if (rest[rest.length - 1] !== 10) {
+          throw new FerryError("E_INTERNAL", `COPY of ${info.name} ended inside a line: a bug in Ferry`);
+        }
+        yield textChunkOf(rest, bookmarkOf);
+      }
       clean = true;
     } finally {
       done(clean);
@@ -905,9 +1023,42 @@ export class PostgresConnector implements Connector, BulkTransfer {
 
   async lookup(collection: CollectionSchema, fields: string[], keys: Value[][]): Promise<Map<string, Row>> {
     const out = new Map<string, Row>();
-    if (keys.length === 0 || fields.length === 0) return out;
+    const found = await this.#find(collection, fields, keys, (info) =>
+      info.columns.map((c) => `t.${quoteIdent(c.name)}`),
+    );
+    if (!found) return out;
+    for (const row of found.rows) {
+      const rec: Row = {};
+      found.info.columns.forEach((c, j) => {
+        const raw = row[j + 1];
+        setField(rec, c.name, raw === null || raw === undefined ? null : c.decode(raw));
+      });
+      out.set(keyString(keys[Number(row[0])] as Value[]), rec);
+    }
+    return out;
+  }
+
+  /** The `xmin` of each record found, as text (see {@link BulkAdded}). */
+  async rowVersions(collection: CollectionSchema, fields: string[], keys: Value[][]): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    const found = await this.#find(collection, fields, keys, () => ["t.xmin::text"]);
+    for (const row of found?.rows ?? []) out.set(keyString(keys[Number(row[0])] as Value[]), row[1] as string);
+    return out;
+  }
+
+  /**
+   * The rows of `collection` whose `fields` hold one of `keys`, as `[index in keys, …select]`
+   * in PostgreSQL's text; undefined when the table does not exist (it holds no keys).
+   */
+  async #find(
+    collection: CollectionSchema,
+    fields: string[],
+    keys: Value[][],
+    select: (info: TableInfo) => string[],
+  ): Promise<{ info: TableInfo; rows: (string | null)[][] } | undefined> {
+    if (keys.length === 0 || fields.length === 0) return undefined;
     const info = await this.#table(collection.name);
-    if (!info) return out; // a table that does not exist holds no keys
+    if (!info) return undefined;
     const cols = this.#columns(info, fields, "the key fields");
     const arrays: (string | null)[][] = cols.map(() => []);
     const ords: number[] = [];
@@ -926,13 +1077,12 @@ export class PostgresConnector implements Connector, BulkTransfer {
       for (let j = 0; j < texts.length; j++) arrays[j]?.push(texts[j] as string | null);
       ords.push(i);
     });
-    if (ords.length === 0) return out;
+    if (ords.length === 0) return undefined;
     const params = [...arrays, ords];
     const unnest = cols.map((c, j) => `$${j + 1}::${c.nativeType}[]`).join(", ");
     const aliases = cols.map((_, j) => `k${j}`).join(", ");
     const on = cols.map((c, j) => `t.${quoteIdent(c.name)} = k.k${j}`).join(" AND ");
-    const select = info.columns.map((c) => `t.${quoteIdent(c.name)}`).join(", ");
-    const sql = `SELECT k.ord, ${select} FROM unnest(${unnest}, $${cols.length + 1}::int4[]) AS k(${aliases}, ord)
+    const sql = `SELECT k.ord, ${select(info).join(", ")} FROM unnest(${unnest}, $${cols.length + 1}::int4[]) AS k(${aliases}, ord)
       JOIN ${qualified(this.schema, info.name)} t ON ${on}`;
     const rows = await this.#meta(async (c) => {
       const r = await c.query<(string | null)[]>({ text: sql, values: params, rowMode: "array", types: RAW_TEXT });
@@ -940,15 +1090,7 @@ export class PostgresConnector implements Connector, BulkTransfer {
     }).catch((err: unknown) => {
       throw this.#error(err, "look up keys", info.name);
     });
-    for (const row of rows) {
-      const rec: Row = {};
-      info.columns.forEach((c, j) => {
-        const raw = row[j + 1];
-        setField(rec, c.name, raw === null || raw === undefined ? null : c.decode(raw));
-      });
-      out.set(keyString(keys[Number(row[0])] as Value[]), rec);
-    }
-    return out;
+    return { info, rows };
   }
 
   /**
@@ -1123,6 +1265,9 @@ export class PostgresConnector implements Connector, BulkTransfer {
    * integer-backed boolean), enum labels, JSON syntax, zero dates. Not lengths: `varchar(n)`
    * cuts excess trailing spaces instead of refusing them.
    */
+  /** The text bulk path reports each batch's keys and xmin (see {@link rowVersions}). */
+  readonly versionedUndo = true;
+
   readonly enforces: ReadonlySet<CheckRule> = new Set<CheckRule>([
     "zero-date",
     "integer-range",
@@ -1161,10 +1306,14 @@ export class PostgresConnector implements Connector, BulkTransfer {
     const to = this.#tables.get(collection.name);
     const fields = source.textFields(collection);
     if (!to || !fields || fields.length === 0) return undefined;
+    // PostgreSQL's own text (a package of a PostgreSQL table) goes into columns of the same types as it is.
+    const own = collection.engine === "postgres";
     for (const name of fields) {
       const c = to.byName.get(name);
-      const type = collection.fields.find((f) => f.name === name)?.type;
-      if (!c || c.generated || type === undefined || !TEXT_TARGETS[type]?.has(c.type.kind)) return undefined;
+      const f = collection.fields.find((x) => x.name === name);
+      if (!c || c.generated || f === undefined) return undefined;
+      if (own && f.nativeType === c.nativeType) continue;
+      if (!TEXT_TARGETS[f.type]?.has(c.type.kind)) return undefined;
     }
     return fields;
   }
@@ -1181,10 +1330,13 @@ export class PostgresConnector implements Connector, BulkTransfer {
   async bulkCopyFrom(
     source: Connector,
     collection: CollectionSchema,
-    options: { after?: Bookmark; upTo?: Bookmark; limit: number },
-    checkpoint: (count: number, bookmark: Bookmark) => Checkpoint,
+    options: { after?: Bookmark; upTo?: Bookmark; limit: number; undo?: boolean },
+    checkpoint: (count: number, bookmark: Bookmark, added?: BulkAdded) => Checkpoint,
   ): Promise<{ count: number; bookmark: Bookmark }> {
     if (!(source instanceof PostgresConnector)) return this.#bulkFromText(source, collection, options, checkpoint);
+    if (options.undo) {
+      throw new FerryError("E_INTERNAL", "no undo log on the PostgreSQL → PostgreSQL bulk path: a bug in Ferry");
+    }
     const src = source;
     const pool = this.#writerPool();
     const from = await src.#requireTable(collection.name);
@@ -1281,8 +1433,8 @@ export class PostgresConnector implements Connector, BulkTransfer {
   async #bulkFromText(
     source: Connector,
     collection: CollectionSchema,
-    options: { after?: Bookmark; upTo?: Bookmark; limit: number },
-    checkpoint: (count: number, bookmark: Bookmark) => Checkpoint,
+    options: { after?: Bookmark; upTo?: Bookmark; limit: number; undo?: boolean },
+    checkpoint: (count: number, bookmark: Bookmark, added?: BulkAdded) => Checkpoint,
   ): Promise<{ count: number; bookmark: Bookmark }> {
     const fields = this.#textColumns(source, collection);
     if (fields === undefined || !hasTextExport(source)) {
@@ -1298,6 +1450,9 @@ export class PostgresConnector implements Connector, BulkTransfer {
       async (client) => {
         let count = 0;
         let bookmark: Bookmark | undefined;
+        // For an undo log: the key of every row sent (the rows' version is the transaction's).
+        const keys: Value[][] | undefined = options.undo ? [] : undefined;
+        const keyOfLine = keys ? textKeyReader(to, fields, collection.primaryKey) : undefined;
         const into = client.query(
           copyFrom(`COPY ${qualified(this.schema, to.name)} (${fields.map(quoteIdent).join(", ")}) FROM STDIN`),
         );
@@ -1306,10 +1461,16 @@ export class PostgresConnector implements Connector, BulkTransfer {
           ...(options.after ? { after: options.after } : {}),
           ...(options.upTo ? { upTo: options.upTo } : {}),
         };
-        async function* lines(): AsyncGenerator<string> {
+        async function* lines(): AsyncGenerator<string | Uint8Array> {
           for await (const chunk of (source as Connector & TextExport).exportText(collection, { ...bounds, limit })) {
             count += chunk.rows;
             bookmark = chunk.bookmark;
+            if (keys && keyOfLine) {
+              const text = typeof chunk.text === "string" ? Buffer.from(chunk.text) : chunk.text;
+              for (let pos = 0, nl = text.indexOf(10); nl >= 0; pos = nl + 1, nl = text.indexOf(10, pos)) {
+                keys.push(keyOfLine(text, pos, nl));
+              }
+            }
             yield chunk.text;
           }
         }
@@ -1317,16 +1478,27 @@ export class PostgresConnector implements Connector, BulkTransfer {
         if (count === 0 || bookmark === undefined) {
           return { rollback: { count: 0, bookmark: options.after ?? { after: [] } } };
         }
-        if (into.rowCount !== count) {
+        if (into.rowCount !== count || (keys && keys.length !== count)) {
           throw new FerryError(
             "E_INTERNAL",
             `bulk copy of ${to.name} from ${source.displayUrl}: the server read ${into.rowCount} rows of ${count} sent (a value's escaping is wrong): a bug in Ferry`,
           );
         }
-        return { commit: { count, bookmark }, checkpoint: checkpoint(count, bookmark), result: { failures: [] } };
+        let added: BulkAdded | undefined;
+        if (keys) {
+          // Every row this transaction wrote has its id as xmin (32 bits of it), until changed.
+          const r = await client.query<{ xid: string }>("SELECT (txid_current() % 4294967296)::text AS xid");
+          added = { keys, version: (r.rows[0] as { xid: string }).xid };
+        }
+        return {
+          commit: { count, bookmark },
+          checkpoint: checkpoint(count, bookmark, added),
+          result: { failures: [] },
+        };
       },
       {
         journal: true,
+        undo: options.undo === true,
         wrap: (err) => {
           if (isFerryError(err, "E_INTERNAL")) return err;
           const reason = isFerryError(err) ? err.message : describePgError(err);

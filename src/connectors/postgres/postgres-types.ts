@@ -11,9 +11,11 @@ import {
   normaliseInteger,
   PreciseDate,
   parseTimestamp,
+  type Row,
+  setField,
   type Value,
 } from "../../core/values.js";
-import { type ArrayText, formatArrayLiteral, parseArrayLiteral } from "./postgres-copy-text.js";
+import { type ArrayText, formatArrayLiteral, parseArrayLiteral, unescapeCopyText } from "./postgres-copy-text.js";
 
 /** How the connector reads and writes values of a type. */
 export type Kind =
@@ -168,6 +170,40 @@ export function fieldOf(name: string, nativeType: string, t: PgType): FieldSchem
   return f;
 }
 
+/**
+ * A type that decodes text as {@link decoderFor} does for the column `f` was read from
+ * (`f` as {@link fieldOf} described it): what decoding needs is in the logical field.
+ */
+export function pgTypeOfField(f: FieldSchema): PgType {
+  const kindOf = (type: FieldType | undefined, size: number | undefined): Kind => {
+    switch (type) {
+      case "integer":
+        return size === 2 ? "int2" : size === 4 ? "int4" : "int8";
+      case "float":
+        return size === 4 ? "float4" : "float8";
+      case "decimal":
+        return "numeric";
+      case "boolean":
+        return "bool";
+      case "bytes":
+        return "bytea";
+      case "uuid":
+        return "uuid";
+      case "json":
+        return "jsonb";
+      case "date":
+        return "date";
+      case "datetime":
+        return "timestamptz";
+      default:
+        return "other";
+    }
+  };
+  if (f.arrayOf !== undefined)
+    return { kind: "array", element: { kind: kindOf(f.arrayOf, undefined), typmod: -1 }, typmod: -1 };
+  return { kind: kindOf(f.type, f.size), typmod: -1 };
+}
+
 // ---------------------------------------------------------------------------------------
 // Text → values
 
@@ -265,6 +301,26 @@ export function decoderFor(t: PgType): Decoder {
     default:
       return (s) => s;
   }
+}
+
+/**
+ * Decodes the fields of one COPY text line (split at its tabs) into a record of `names`:
+ * `\N` is NULL, everything else is unescaped and decoded.
+ */
+export function copyRowDecoder(names: readonly string[], decoders: readonly Decoder[]): (parts: string[]) => Row {
+  const width = names.length;
+  const hasProto = names.includes("__proto__");
+  return (parts) => {
+    const rec: Row = {};
+    for (let j = 0; j < width; j++) {
+      const raw = parts[j];
+      if (raw === undefined) throw new Error(`the line has ${parts.length} fields, not ${width}`);
+      const v = raw === "\\N" ? null : (decoders[j] as Decoder)(raw.indexOf("\\") < 0 ? raw : unescapeCopyText(raw));
+      if (hasProto) setField(rec, names[j] as string, v);
+      else rec[names[j] as string] = v;
+    }
+    return rec;
+  };
 }
 
 /**
