@@ -650,6 +650,12 @@ Examples:
     .option("--no-rollback", "keep no undo log at the target (faster; ferry rollback cannot undo the import)")
     .option("--identity <file>", "an age identity file that opens an encrypted package (or FERRY_IDENTITY)", collect)
     .option("--batch-size <n>", `records per batch and checkpoint (default ${DEFAULT_BATCH_SIZE})`, positiveInt)
+    .option(
+      "--jobs <n>",
+      "collections and parts of a collection imported at once (PostgreSQL, MySQL and Redis targets; default: CPU cores)",
+      positiveInt,
+      defaultJobs(),
+    )
     .option("--schema <name>", "PostgreSQL schema for URLs without ?schema= (default public)")
     .option("--json", "NDJSON events on stdout instead of progress on stderr")
     .addHelpText(
@@ -689,6 +695,7 @@ Examples:
           rollback: boolean;
           identity?: string[];
           batchSize?: number;
+          jobs: number;
           schema?: string;
           json?: boolean;
         },
@@ -716,6 +723,7 @@ Examples:
             stopOnError: Boolean(flags.stopOnError),
             rollback: flags.rollback,
             ...(flags.batchSize ? { batchSize: flags.batchSize } : {}),
+            jobs: flags.jobs,
             signal,
             onEvent: eventsTo(Boolean(flags.json)),
             ...(flags.yes ? {} : { confirm: askToConfirm }),

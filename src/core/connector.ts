@@ -8,7 +8,7 @@ import type { ConflictMode } from "./journal.js";
 import type { Bookmark } from "./messages.js";
 import type { CollectionSchema, FieldSchema } from "./schema.js";
 import type { CheckRule } from "./type-plan.js";
-import type { Row, Value } from "./values.js";
+import type { JsonValue, Row, Value } from "./values.js";
 
 /** One batch read from a collection, with the position just after its last record. */
 export interface ReadBatch {
@@ -261,12 +261,13 @@ export interface BulkTransfer {
 }
 
 /**
- * What a bulk batch added, for an undo log: its records' keys (the target's primary key, in
- * its field order) and the row version the batch's transaction gave every one of them
- * (PostgreSQL `xmin`). A record whose version differs later was changed since.
+ * What a bulk batch added, for an undo log: its records' keys (the collection's primary key)
+ * and the row version the batch's transaction gave every one of them (PostgreSQL `xmin`); a
+ * record whose version differs later was changed since. Each key is encoded (`encodeValue`):
+ * the value itself for a one-field key, else the array of its fields' values.
  */
 export interface BulkAdded {
-  keys: Value[][];
+  keys: JsonValue[];
   version: string;
 }
 

@@ -1424,7 +1424,7 @@ async function bulkCopy(
             fields: [],
             added: [],
             prior: [],
-            bulk: { version: added.version, keys: added.keys.map((k) => k.map((v) => encodeValue(v))) },
+            bulk: { version: added.version, keys: added.keys },
           };
           return { ...checkpoint, undo: () => ({ runId: entry.id, seq: ctx.undoSeq++, entry: undo }) };
         },

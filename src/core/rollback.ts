@@ -13,7 +13,7 @@ import type { EventSink } from "./events.js";
 import { findRun } from "./history.js";
 import { currentUser, isUnfinished, Journal, newRunId, type RunEntry } from "./journal.js";
 import { openConnector } from "./registry.js";
-import { isUndoEntry, recordDigest, type UndoEntry } from "./undo.js";
+import { bulkKeys, isUndoEntry, recordDigest, type UndoEntry } from "./undo.js";
 import { decodeRow, decodeValue, encodeRow, keyOf, keyString, type Value } from "./values.js";
 
 /** Options of {@link rollback}. */
@@ -333,7 +333,7 @@ async function checkRows(
     const e = row.entry;
     if (e.bulk) {
       removes += e.bulk.keys.length;
-      await checkVersions(target, e, e.bulk, (c) => {
+      await checkVersions(target, e, e.bulk.version, (c) => {
         changedCount++;
         if (changed.length < MAX_LISTED) changed.push(c);
       });
@@ -393,7 +393,7 @@ const VERSION_PAGE = 10_000;
 async function checkVersions(
   target: Connector,
   e: UndoEntry,
-  bulk: NonNullable<UndoEntry["bulk"]>,
+  version: string,
   onChanged: (c: ChangedRecord) => void,
 ): Promise<void> {
   if (!target.rowVersions) {
@@ -402,16 +402,17 @@ async function checkVersions(
       `${target.displayUrl} cannot tell row versions, which run's bulk undo log needs: a bug in Ferry`,
     );
   }
-  for (let i = 0; i < bulk.keys.length; i += VERSION_PAGE) {
-    const keys = bulk.keys.slice(i, i + VERSION_PAGE).map((k) => k.map((v) => decodeValue(v)));
+  const all = bulkKeys(e);
+  for (let i = 0; i < all.length; i += VERSION_PAGE) {
+    const keys = all.slice(i, i + VERSION_PAGE);
     const now = await target.rowVersions(e.schema, e.key, keys);
     for (const key of keys) {
-      const version = now.get(keyString(key));
-      if (version === bulk.version) continue;
+      const current = now.get(keyString(key));
+      if (current === version) continue;
       onChanged({
         collection: e.collection,
         key: describe(Object.fromEntries(e.key.map((f, n) => [f, key[n] as Value]))),
-        reason: version === undefined ? "removed since the run wrote it" : "changed since the run wrote it",
+        reason: current === undefined ? "removed since the run wrote it" : "changed since the run wrote it",
       });
     }
   }
@@ -427,8 +428,7 @@ type Refused = NonNullable<NonNullable<RunEntry["rollback"]>["refused"]>[number]
 async function undoOps(target: Connector, e: UndoEntry, force: boolean): Promise<{ ops: WriteOp[]; kinds: OpKind[] }> {
   const ops: WriteOp[] = [];
   const kinds: OpKind[] = [];
-  for (const k of [...e.added.map((a) => a.key), ...(e.bulk?.keys ?? [])]) {
-    const key = k.map((v) => decodeValue(v));
+  for (const key of [...e.added.map((a) => a.key.map((v) => decodeValue(v))), ...bulkKeys(e)]) {
     ops.push({ op: "delete", match: Object.fromEntries(e.key.map((f, n) => [f, key[n] as Value])) });
     kinds.push("removed");
   }

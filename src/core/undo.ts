@@ -16,7 +16,7 @@ import { createHash } from "node:crypto";
 import type { UndoRow } from "./connector.js";
 import { FerryError } from "./errors.js";
 import type { CollectionSchema } from "./schema.js";
-import { type JsonValue, PreciseDate, parseTimestamp, type Row, type Value } from "./values.js";
+import { decodeValue, type JsonValue, PreciseDate, parseTimestamp, type Row, type Value } from "./values.js";
 
 /** One batch's undo row entry (`UndoRow.entry`). */
 export interface UndoEntry {
@@ -39,10 +39,11 @@ export interface UndoEntry {
    */
   prior: { key?: JsonValue[]; record: Record<string, JsonValue>; digest: string; fields?: string[] }[];
   /**
-   * Records the batch added on a bulk path (besides `added`): their keys, and the row version
-   * the target gave them all (see `BulkAdded`); a record whose version differs was changed since.
+   * Records the batch added on a bulk path (besides `added`): their keys, each the encoded
+   * value of a one-field key, else the array of its values; and the row version the target
+   * gave them all (see `BulkAdded`): a record whose version differs was changed since.
    */
-  bulk?: { version: string; keys: JsonValue[][] };
+  bulk?: { version: string; keys: JsonValue[] };
 }
 
 /** A value in the form two engines' readings of it share. */
@@ -136,6 +137,12 @@ export function isUndoEntry(x: unknown): x is UndoEntry {
     Array.isArray(e.prior) &&
     (e.bulk === undefined || (typeof e.bulk.version === "string" && Array.isArray(e.bulk.keys)))
   );
+}
+
+/** The keys (values of `e.key`) of the records a bulk batch added. */
+export function bulkKeys(e: UndoEntry): Value[][] {
+  const one = e.key.length === 1;
+  return (e.bulk?.keys ?? []).map((k) => (one ? [decodeValue(k)] : (k as JsonValue[]).map((v) => decodeValue(v))));
 }
 
 /** Characters of undo entries a journal reads in one query (a larger row alone). */

@@ -6,7 +6,6 @@
 import { closeSync, openSync, readFileSync, readSync } from "node:fs";
 import { Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
-import { Decrypter, Encrypter } from "age-encryption";
 import { FerryError } from "../core/errors.js";
 
 /** How a package is encrypted. */
@@ -31,6 +30,8 @@ export function isAgeEncrypted(head: Uint8Array): boolean {
 
 /** `plain` encrypted as it streams (bounded memory). */
 export async function encryptStream(plain: AsyncIterable<Uint8Array>, to: EncryptTo): Promise<Readable> {
+  // Loaded with the first encrypted package, not on every command.
+  const { Encrypter } = await import("age-encryption");
   const e = new Encrypter();
   if ("passphrase" in to) e.setPassphrase(to.passphrase);
   else {
@@ -66,6 +67,7 @@ export async function decryptStream(
   keys: DecryptWith,
   file: string,
 ): Promise<Readable> {
+  const { Decrypter } = await import("age-encryption");
   const d = new Decrypter();
   if (keys.passphrase === undefined && (keys.identityFiles ?? []).length === 0) {
     throw new FerryError(

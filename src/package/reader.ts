@@ -122,15 +122,18 @@ export class PackageReader implements Connector, TextExport {
    */
   async *read(collection: CollectionSchema, options: ReadOptions): AsyncIterable<ReadBatch> {
     const mc = this.#collection(collection.name);
-    const after = options.after as { chunk: number; line: number } | undefined;
+    const after = options.after as Position | undefined;
+    const upTo = options.upTo as Position | undefined;
     const first = after?.chunk ?? 0;
     const decodeText = mc.text ? this.#textDecoder(mc, mc.text.fields) : undefined;
     for await (const { index: i, name, data } of this.#chunks(mc, first)) {
+      if (upTo && (i > upTo.chunk || (i === upTo.chunk && upTo.line === 0))) return;
       const lines = data.toString("utf8").split("\n");
       lines.pop(); // the text ends with a newline
+      const stop = upTo?.chunk === i ? upTo.line : lines.length;
       let line = i === first ? (after?.line ?? 0) : 0;
-      while (line < lines.length) {
-        const end = Math.min(line + options.batchSize, lines.length);
+      while (line < stop) {
+        const end = Math.min(line + options.batchSize, stop);
         const records: Row[] = [];
         for (let n = line; n < end; n++) {
           const text = lines[n] as string;
@@ -151,9 +154,25 @@ export class PackageReader implements Connector, TextExport {
   }
 
   /**
-   * A collection kept as text, as it is stored: at most `limit` lines after `after` (a
-   * bookmark `{ chunk, line }`), in chunks of whole lines. Consecutive calls continue one
-   * pass over the file.
+   * Up to `parts − 1` bookmarks cutting the collection at chunk boundaries into parts of
+   * similar record counts (a range runs from one to the next: `after` where it starts,
+   * `upTo` where the next starts).
+   */
+  async split(collection: CollectionSchema, parts: number): Promise<Bookmark[]> {
+    const mc = this.#collection(collection.name);
+    const out: Bookmark[] = [];
+    let seen = 0;
+    mc.chunks.forEach((c, i) => {
+      if (i > 0 && seen >= (mc.records * (out.length + 1)) / parts) out.push({ chunk: i, line: 0 });
+      seen += c.records;
+    });
+    return out.slice(0, Math.max(0, Math.floor(parts) - 1));
+  }
+
+  /**
+   * A collection kept as text, as it is stored: at most `limit` lines from `after` (a
+   * bookmark `{ chunk, line }`: where to start) and before `upTo`, in chunks of whole lines.
+   * Consecutive calls continue one pass over the file.
    */
   async *exportText(
     collection: CollectionSchema,
@@ -161,28 +180,30 @@ export class PackageReader implements Connector, TextExport {
   ): AsyncIterable<TextChunk> {
     const mc = this.#collection(collection.name);
     if (!mc.text) throw new FerryError("E_INTERNAL", `${mc.name} is not kept as text: a bug in Ferry`);
-    const after = options.after as { chunk: number; line: number } | undefined;
+    const after = options.after as Position | undefined;
+    const upTo = options.upTo as Position | undefined;
     let chunk = after?.chunk ?? 0;
     let line = after?.line ?? 0;
     let left = Math.max(1, Math.floor(options.limit));
-    while (left > 0 && chunk < mc.chunks.length) {
+    const end = upTo ?? { chunk: mc.chunks.length, line: 0 };
+    while (left > 0 && (chunk < end.chunk || (chunk === end.chunk && line < end.line))) {
       const data = await this.#chunkAt(mc, chunk);
-      const total = (mc.chunks[chunk] as ChunkInfo).records;
+      const total = chunk === end.chunk ? end.line : (mc.chunks[chunk] as ChunkInfo).records;
       let start = 0;
       for (let n = 0; n < line; n++) start = data.indexOf(10, start) + 1;
-      let end = start;
+      let stop = start;
       let rows = 0;
       while (rows < left && line + rows < total) {
-        end = data.indexOf(10, end) + 1;
+        stop = data.indexOf(10, stop) + 1;
         rows++;
       }
       line += rows;
       left -= rows;
-      if (line >= total) {
+      if (line >= (mc.chunks[chunk] as ChunkInfo).records) {
         chunk++;
         line = 0;
       }
-      if (rows > 0) yield { text: data.subarray(start, end), rows, bookmark: { chunk, line } };
+      if (rows > 0) yield { text: data.subarray(start, stop), rows, bookmark: { chunk, line } };
     }
   }
 
@@ -199,23 +220,28 @@ export class PackageReader implements Connector, TextExport {
     return factory.textDecoder(mc.schema, fields);
   }
 
-  /** Pass over the file that {@link exportText} continues from one call to the next. */
-  #cursor: { name: string; next: number; it: AsyncIterator<ChunkData>; held?: ChunkData } | undefined;
+  /**
+   * Passes over the file that {@link exportText} continues from one call to the next (one
+   * per range read at once), most recently used last.
+   */
+  #cursors: Cursor[] = [];
 
-  /** Chunk `index` of `mc` (checked), continuing the open pass when it is there or next. */
+  /** Chunk `index` of `mc` (checked), continuing an open pass that holds it or is just before it. */
   async #chunkAt(mc: ManifestCollection, index: number): Promise<Buffer> {
-    let cur = this.#cursor;
-    if (cur?.name === mc.name && cur.held?.index === index) return cur.held.data;
-    if (!cur || cur.name !== mc.name || cur.next !== index) {
-      await cur?.it.return?.();
-      cur = { name: mc.name, next: index, it: this.#chunks(mc, index)[Symbol.asyncIterator]() };
-      this.#cursor = cur;
+    const at = this.#cursors.findIndex((c) => c.name === mc.name && (c.held?.index === index || c.next === index));
+    let cur = at >= 0 ? (this.#cursors.splice(at, 1)[0] as Cursor) : undefined;
+    if (cur?.held?.index !== index) {
+      if (!cur) {
+        cur = { name: mc.name, next: index, it: this.#chunks(mc, index)[Symbol.asyncIterator]() };
+        if (this.#cursors.length >= MAX_CURSORS) await this.#cursors.shift()?.it.return?.();
+      }
+      const r = await cur.it.next();
+      if (r.done) throw new FerryError("E_INTERNAL", `${mc.name}: no chunk ${index}: a bug in Ferry`);
+      cur.held = r.value;
+      cur.next = index + 1;
     }
-    const r = await cur.it.next();
-    if (r.done) throw new FerryError("E_INTERNAL", `${mc.name}: no chunk ${index}: a bug in Ferry`);
-    cur.held = r.value;
-    cur.next = index + 1;
-    return r.value.data;
+    this.#cursors.push(cur);
+    return (cur.held as ChunkData).data;
   }
 
   /**
@@ -278,10 +304,27 @@ export class PackageReader implements Connector, TextExport {
   }
 
   async close(): Promise<void> {
-    const cur = this.#cursor;
-    this.#cursor = undefined;
-    await cur?.it.return?.();
+    const open = this.#cursors;
+    this.#cursors = [];
+    for (const c of open) await c.it.return?.();
   }
+}
+
+/** A place in a collection: its `line`th record of chunk `chunk` (a package's bookmark). */
+interface Position {
+  chunk: number;
+  line: number;
+}
+
+/** Most passes over one package open at once. */
+const MAX_CURSORS = 8;
+
+/** An open pass over a package, at the chunk it holds. */
+interface Cursor {
+  name: string;
+  next: number;
+  it: AsyncIterator<ChunkData>;
+  held?: ChunkData;
 }
 
 /** A chunk of a collection, decompressed and checked. */
@@ -324,7 +367,8 @@ async function plainStream(path: string, keys: DecryptWith): Promise<{ stream: R
   } finally {
     closeSync(fd);
   }
-  const file = createReadStream(path);
+  // 1 MB reads: tar-stream handles 64 KB pieces several times slower.
+  const file = createReadStream(path, { highWaterMark: 1 << 20 });
   if (!isAgeEncrypted(head.subarray(0, n))) return { stream: file, encrypted: false };
   try {
     return { stream: await decryptStream(file, keys, path), encrypted: true };

@@ -7,8 +7,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, isAbsolute, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createJiti } from "jiti";
-import { z } from "zod";
+import type { z } from "zod";
 import { FerryError } from "../core/errors.js";
 import type { FerryConfig } from "./define-config.js";
 
@@ -40,41 +39,6 @@ export interface LoadProfileOptions {
   env?: Record<string, string | undefined>;
 }
 
-const NAME = /^[A-Za-z][A-Za-z0-9_-]*$/;
-const strings = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]);
-
-const collectionShape = z.strictObject({
-  match: strings.optional(),
-  exclude: z.array(z.string().min(1)).optional(),
-  table: z.string().min(1).optional(),
-  key: strings.optional(),
-  naturalKey: strings.optional(),
-  schema: z
-    .custom<unknown>(
-      (v) => typeof v === "object" && v !== null && "~standard" in v,
-      "must be a Standard Schema validator (a zod, valibot or arktype schema)",
-    )
-    .optional(),
-  secret: z.array(z.string().min(1)).optional(),
-  conflict: z.enum(["fail", "skip", "overwrite", "merge"]).optional(),
-  export: z.boolean().optional(),
-  rename: z.string().regex(NAME, "must be a name (letters, digits, _ and -)").optional(),
-  transform: z
-    .custom<unknown>((v) => typeof v === "function", "must be a function (record, ctx) => record | null")
-    .optional(),
-});
-
-const profileShape = z.strictObject({
-  app: z.strictObject({ name: z.string().min(1), version: z.string().min(1).optional() }).optional(),
-  instances: z
-    .record(z.string().regex(NAME, "an instance name is letters, digits, _ and -"), z.string().min(1))
-    .optional(),
-  collections: z
-    .record(z.string().regex(NAME, "a collection name is letters, digits, _ and -"), collectionShape)
-    .optional(),
-  dependsOn: z.record(z.string(), z.array(z.string().min(1))).optional(),
-});
-
 /**
  * The profile in `options.config`, or the first of {@link PROFILE_FILES} in `options.cwd`;
  * undefined when there is none (Ferry then works on whole databases).
@@ -99,8 +63,10 @@ export async function loadProfile(options: LoadProfileOptions = {}): Promise<Pro
   }
   const shown = relative(cwd, path) || path;
   const raw = await importProfile(path, shown);
-  const checked = profileShape.safeParse(raw);
-  const problems = checked.success ? [] : checked.error.issues.flatMap(describeIssue);
+  // zod is loaded with a profile, not on every command.
+  const shapes = await import("./profile-shape.js");
+  const checked = shapes.profileShape.safeParse(raw);
+  const problems = checked.success ? [] : checked.error.issues.flatMap((i) => describeIssue(i, shapes));
   const config = (checked.success ? checked.data : raw) as FerryConfig;
   if (checked.success) problems.push(...dependencyCycles(config.dependsOn ?? {}));
   const instances: Record<string, string> = {};
@@ -184,6 +150,8 @@ async function importProfile(path: string, shown: string): Promise<unknown> {
   }
   // `import … from "ferry"` in the profile is this Ferry (no install in the app needed).
   const self = fileURLToPath(new URL("../index", import.meta.url));
+  // Loaded when a TypeScript/JavaScript profile is, not on every command.
+  const { createJiti } = await import("jiti");
   const jiti = createJiti(import.meta.url, { alias: { ferry: self }, moduleCache: false, fsCache: false });
   let mod: unknown;
   try {
@@ -211,10 +179,10 @@ async function importProfile(path: string, shown: string): Promise<unknown> {
 }
 
 /** `path: message` for one issue; unknown keys name the key meant when one is close. */
-function describeIssue(issue: z.core.$ZodIssue): string[] {
+function describeIssue(issue: z.core.$ZodIssue, shapes: Shapes): string[] {
   const at = issue.path.map(String).join(".");
   if (issue.code === "unrecognized_keys") {
-    const known = knownKeys(issue.path);
+    const known = knownKeys(issue.path, shapes);
     return issue.keys.map((k) => {
       const near = closest(k, known);
       const path = at === "" ? k : `${at}.${k}`;
@@ -225,10 +193,12 @@ function describeIssue(issue: z.core.$ZodIssue): string[] {
   return [`${at === "" ? "(profile)" : at}: ${what}`];
 }
 
-function knownKeys(path: PropertyKey[]): string[] {
-  if (path.length === 0) return Object.keys(profileShape.shape);
+type Shapes = typeof import("./profile-shape.js");
+
+function knownKeys(path: PropertyKey[], shapes: Shapes): string[] {
+  if (path.length === 0) return Object.keys(shapes.profileShape.shape);
   if (path[0] === "app") return ["name", "version"];
-  if (path[0] === "collections") return Object.keys(collectionShape.shape);
+  if (path[0] === "collections") return Object.keys(shapes.collectionShape.shape);
   return [];
 }
 

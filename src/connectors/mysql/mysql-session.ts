@@ -4,7 +4,7 @@
  * settings of {@link driverOptions}; the connector turns them into Ferry values.
  */
 import type { Readable } from "node:stream";
-import mysql, { type Connection, type ConnectionOptions, type Query } from "mysql2";
+import type { Connection, ConnectionOptions, Query } from "mysql2";
 import type { MysqlLocation } from "./mysql-url.js";
 
 /**
@@ -82,6 +82,8 @@ export class MysqlSession {
    * @throws the driver's error (the caller turns it into a FerryError).
    */
   static async connect(options: ConnectionOptions, init: string[] = []): Promise<MysqlSession> {
+    // The driver is loaded with the first MySQL connection, not on every command.
+    const { default: mysql } = await import("mysql2");
     const conn = mysql.createConnection(options);
     const session = new MysqlSession(conn);
     await new Promise<void>((resolve, reject) => {

@@ -115,22 +115,24 @@ function textKeyReader(
   to: TableInfo,
   fields: string[],
   primaryKey: string[],
-): (text: Uint8Array, start: number, end: number) => Value[] {
+): (text: Uint8Array, start: number, end: number) => JsonValue {
   // The declared key (a created table gets its primary key once loaded).
   const key = primaryKey.map((k) => ({ at: fields.indexOf(k), col: to.byName.get(k) as ColumnInfo }));
   if (key.length === 0 || key.some((k) => k.at < 0 || k.col === undefined)) {
     throw new FerryError("E_INTERNAL", `${to.name}: its key is not among the text's fields: a bug in Ferry`);
   }
+  const field = (buf: Buffer, start: number, end: number, at: number, col: ColumnInfo): JsonValue => {
+    let from = start;
+    for (let n = 0; n < at; n++) from = buf.indexOf(9, from) + 1;
+    let to = buf.indexOf(9, from);
+    if (to < 0 || to > end) to = end;
+    const raw = buf.toString("utf8", from, to);
+    return raw === "\\N" ? null : encodeValue(col.decode(raw.indexOf("\\") < 0 ? raw : unescapeCopyText(raw)));
+  };
+  const one = key.length === 1 ? (key[0] as (typeof key)[number]) : undefined;
   return (text, start, end) => {
     const buf = Buffer.isBuffer(text) ? text : Buffer.from(text.buffer, text.byteOffset, text.byteLength);
-    return key.map(({ at, col }) => {
-      let from = start;
-      for (let n = 0; n < at; n++) from = buf.indexOf(9, from) + 1;
-      let to = buf.indexOf(9, from);
-      if (to < 0 || to > end) to = end;
-      const raw = buf.toString("utf8", from, to);
-      return raw === "\\N" ? null : col.decode(unescapeCopyText(raw));
-    });
+    return one ? field(buf, start, end, one.at, one.col) : key.map(({ at, col }) => field(buf, start, end, at, col));
   };
 }
 
@@ -1451,7 +1453,7 @@ export class PostgresConnector implements Connector, BulkTransfer, TextExport {
         let count = 0;
         let bookmark: Bookmark | undefined;
         // For an undo log: the key of every row sent (the rows' version is the transaction's).
-        const keys: Value[][] | undefined = options.undo ? [] : undefined;
+        const keys: JsonValue[] | undefined = options.undo ? [] : undefined;
         const keyOfLine = keys ? textKeyReader(to, fields, collection.primaryKey) : undefined;
         const into = client.query(
           copyFrom(`COPY ${qualified(this.schema, to.name)} (${fields.map(quoteIdent).join(", ")}) FROM STDIN`),

@@ -24,7 +24,7 @@
  */
 import { isUtf8 } from "node:buffer";
 import { randomUUID } from "node:crypto";
-import { Redis, type RedisOptions } from "ioredis";
+import type { Redis, RedisOptions } from "ioredis";
 import type {
   BulkTransfer,
   Checkpoint,
@@ -242,6 +242,8 @@ export class RedisConnector implements Connector, BulkTransfer {
       ...(location.password === undefined ? {} : { password: location.password }),
       ...(location.tls ? { tls: { servername: location.host } } : {}),
     };
+    // The driver is loaded with the first Redis connection, not on every command.
+    const { Redis } = await import("ioredis");
     const client = new Redis(options);
     // Errors surface on the commands that meet them; a dropped idle connection must not crash.
     // The first one is kept: a refused AUTH closes the connection, and connect() then only
