@@ -5,8 +5,11 @@ import {
   decoderFor,
   decodeTimestamp,
   encoderFor,
+  fieldOf,
   formatTimestamp,
   numericTypmod,
+  type PgType,
+  pgTypeOfField,
   ValueRefused,
 } from "./postgres-types.js";
 
@@ -72,4 +75,43 @@ describe("values", () => {
     expect(numericTypmod(((12 << 16) | 2) + 4)).toEqual({ precision: 12, scale: 2 });
     expect(numericTypmod(((5 << 16) | (-2 & 0x7ff)) + 4)).toEqual({ precision: 5, scale: -2 });
   });
+});
+
+describe("pgTypeOfField: decoding from the logical field alone (a package's text)", () => {
+  const samples: [PgType, string[]][] = [
+    [{ kind: "int2", typmod: -1 }, ["-32768", "0", "7"]],
+    [{ kind: "int4", typmod: -1 }, ["-2147483648", "2147483647"]],
+    [{ kind: "int8", typmod: -1 }, ["9007199254740993", "-9223372036854775808", "12"]],
+    [{ kind: "float4", typmod: -1 }, ["1.5", "NaN", "-Infinity"]],
+    [{ kind: "float8", typmod: -1 }, ["0.1", "1e+308", "Infinity"]],
+    [{ kind: "numeric", typmod: (12 << 16) + 2 + 4 }, ["-9999999999.99", "0.00", "NaN"]],
+    [{ kind: "bool", typmod: -1 }, ["t", "f"]],
+    [{ kind: "text", typmod: -1 }, ["", "a\\b"]],
+    [{ kind: "varchar", typmod: 44 }, ["żółć"]],
+    [{ kind: "bpchar", typmod: 7 }, ["abc"]],
+    [{ kind: "bytea", typmod: -1 }, ["\\x", "\\x00ff10"]],
+    [{ kind: "uuid", typmod: -1 }, ["a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"]],
+    [{ kind: "json", typmod: -1 }, ['{"a": [1, 2]}', '"s"']],
+    [{ kind: "jsonb", typmod: -1 }, ["[]", "null"]],
+    [{ kind: "date", typmod: -1 }, ["2024-02-29", "infinity"]],
+    [{ kind: "timestamp", typmod: -1 }, ["1999-12-31 23:59:59.999999", "-infinity"]],
+    [{ kind: "timestamptz", typmod: 3 }, ["2024-01-02 03:04:05.123+00", "1970-01-01 00:00:00+00"]],
+    [{ kind: "enum", enumLabels: ["sad", "ok"], typmod: -1 }, ["ok"]],
+    [{ kind: "other", typmod: -1 }, ["1 day 02:00:00", "[1,5)"]],
+    // integer[][] is int4's array type too: PostgreSQL has no array of arrays.
+    [{ kind: "array", element: { kind: "int4", typmod: -1 }, typmod: -1 }, ["{1,2,NULL}", "{}", "{{1,2},{3,4}}"]],
+    [{ kind: "array", element: { kind: "int8", typmod: -1 }, typmod: -1 }, ["{9007199254740993,-1}"]],
+    [{ kind: "array", element: { kind: "text", typmod: -1 }, typmod: -1 }, ['{"a","b,c",NULL}']],
+    [{ kind: "array", element: { kind: "float8", typmod: -1 }, typmod: -1 }, ["{NaN,1.5}"]],
+    [{ kind: "array", element: { kind: "bool", typmod: -1 }, typmod: -1 }, ["{t,f}"]],
+    [{ kind: "array", element: { kind: "jsonb", typmod: -1 }, typmod: -1 }, ['{"{\\"a\\": 1}"}']],
+  ];
+  it.each(samples.map(([t, texts]) => [t.kind + (t.element ? `[${t.element.kind}]` : ""), t, texts] as const))(
+    "%s decodes as the column's own decoder does",
+    (_name, t, texts) => {
+      const viaField = decoderFor(pgTypeOfField(fieldOf("f", "native", t)));
+      const own = decoderFor(t);
+      for (const text of texts) expect(encodeValue(viaField(text))).toEqual(encodeValue(own(text)));
+    },
+  );
 });
