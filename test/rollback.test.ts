@@ -467,6 +467,19 @@ describe("a PostgreSQL package imported into PostgreSQL on the bulk path", () =>
     expect(left.authors?.[0]).toMatch(/"id":99999/);
   });
 
+  it("a PostgreSQL → PostgreSQL copy that keeps an undo log takes the text path, and rolls back", async () => {
+    const src = await pgSource(700);
+    const to = await fresh("postgres");
+    const r = await copy({ from: src, to, undo: true, batchSize: 200 });
+    expect(r.status).toBe("done");
+    expect(await canonical(to)).toEqual(await canonical(src));
+    const schema = new URL(to).searchParams.get("schema") as string;
+    const [row] = await pgExec(`SELECT count(*)::int AS n FROM ${schema}._ferry_undo WHERE entry::jsonb ? 'bulk'`);
+    expect(row?.n).toBeGreaterThan(0);
+    await rollback({ at: to, id: r.runId });
+    expect(await canonical(to)).toEqual({ authors: [], posts: [] });
+  });
+
   it("an interrupted bulk import resumes from its last batch, and the rollback empties the tables", async () => {
     const src = await pgSource(900);
     const out = file("pg-resume.ferry");

@@ -251,7 +251,8 @@ export interface BulkTransfer {
    * reads versions back: then a run that keeps an undo log may take the bulk path.
    */
   readonly versionedUndo?: boolean;
-  canBulkCopyFrom(source: Connector, collection: CollectionSchema): boolean;
+  /** With `undo`: true only when `bulkCopyFrom` with `undo` reports what it added ({@link versionedUndo}). */
+  canBulkCopyFrom(source: Connector, collection: CollectionSchema, options?: { undo?: boolean }): boolean;
   bulkCopyFrom(
     source: Connector,
     collection: CollectionSchema,

@@ -1400,7 +1400,8 @@ async function bulkCopy(
 ): Promise<"done" | "refused" | "unavailable" | "stopped"> {
   const { source, target, entry, o } = ctx;
   const { range } = part;
-  if (!target || !hasBulkTransfer(target) || !target.canBulkCopyFrom(source, j.source)) return "unavailable";
+  if (!target || !hasBulkTransfer(target) || !target.canBulkCopyFrom(source, j.source, { undo: o.undo === true }))
+    return "unavailable";
   for (;;) {
     if (throwIfStopped(ctx)) return "stopped";
     const before = structuredClone(range);

@@ -1280,14 +1280,18 @@ export class PostgresConnector implements Connector, BulkTransfer, TextExport {
 
   /**
    * True when `source` is a PostgreSQL connector and the target table's written columns
-   * (all but generated ones) are the source's, by name and type; or when `source` exports
-   * delimited text (MySQL/MariaDB) and each of its fields goes to a column of this table whose
-   * type reads the field's text as the record path would write it ({@link TEXT_TARGETS}).
+   * (all but generated ones) are the source's, by name and type (binary COPY); or when
+   * `source` exports delimited text (MySQL/MariaDB, a package, and PostgreSQL when an undo log
+   * is kept) and each of its fields goes to a column of this table whose type reads the
+   * field's text as the record path would write it ({@link TEXT_TARGETS}), or to a column of
+   * the same PostgreSQL type when the text is PostgreSQL's.
    * Both tables must have been described already (the source's `discover`, the target's `prepare`).
    */
-  canBulkCopyFrom(source: Connector, collection: CollectionSchema): boolean {
+  canBulkCopyFrom(source: Connector, collection: CollectionSchema, options: { undo?: boolean } = {}): boolean {
     if (!this.#pool || this.#closed) return false;
-    if (!(source instanceof PostgresConnector)) return this.#textColumns(source, collection) !== undefined;
+    // Only the text path reports the keys an undo log needs.
+    if (!(source instanceof PostgresConnector) || options.undo)
+      return this.#textColumns(source, collection) !== undefined;
     if (source.#closed) return false;
     const from = source.#tables.get(collection.name);
     const to = this.#tables.get(collection.name);
@@ -1335,10 +1339,8 @@ export class PostgresConnector implements Connector, BulkTransfer, TextExport {
     options: { after?: Bookmark; upTo?: Bookmark; limit: number; undo?: boolean },
     checkpoint: (count: number, bookmark: Bookmark, added?: BulkAdded) => Checkpoint,
   ): Promise<{ count: number; bookmark: Bookmark }> {
-    if (!(source instanceof PostgresConnector)) return this.#bulkFromText(source, collection, options, checkpoint);
-    if (options.undo) {
-      throw new FerryError("E_INTERNAL", "no undo log on the PostgreSQL → PostgreSQL bulk path: a bug in Ferry");
-    }
+    if (!(source instanceof PostgresConnector) || options.undo)
+      return this.#bulkFromText(source, collection, options, checkpoint);
     const src = source;
     const pool = this.#writerPool();
     const from = await src.#requireTable(collection.name);
