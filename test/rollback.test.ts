@@ -467,6 +467,23 @@ describe("a PostgreSQL package imported into PostgreSQL on the bulk path", () =>
     expect(left.authors?.[0]).toMatch(/"id":99999/);
   });
 
+  it("into an empty table keyed otherwise, the undo log keys the target's key (record path), and rolls back", async () => {
+    const src = await pgSource(300);
+    const out = file("pg-otherkey.ferry");
+    await exportPackage({ from: src, output: out, collections: ["authors"] });
+    const to = await fresh("postgres");
+    const schema = new URL(to).searchParams.get("schema") as string;
+    await pgExec(`CREATE TABLE ${schema}.authors (id bigint NOT NULL, name text NOT NULL, doc jsonb,
+      at timestamptz, price numeric(10,2), PRIMARY KEY (name, id))`);
+    const r = await importPackage({ input: out, to });
+    expect(r.status).toBe("done");
+    expect(await canonical(to)).toEqual({ authors: (await canonical(src)).authors });
+    const [row] = await pgExec(`SELECT count(*)::int AS n FROM ${schema}._ferry_undo WHERE entry::jsonb ? 'bulk'`);
+    expect(row?.n).toBe(0);
+    await rollback({ at: to, id: r.runId });
+    expect(await canonical(to)).toEqual({ authors: [] });
+  });
+
   it("a PostgreSQL → PostgreSQL copy that keeps an undo log takes the text path, and rolls back", async () => {
     const src = await pgSource(700);
     const to = await fresh("postgres");

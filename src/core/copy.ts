@@ -1258,10 +1258,12 @@ function bulkAllowed(target: Connector, j: Job, undo: boolean): boolean {
   // collections (a bulk path writes the source's collection as it is).
   // An undo log is built from the records, unless the target reports what a bulk batch added.
   if (j.spec?.schema || j.spec?.transform || j.shape !== j.source) return false;
-  if (
-    undo &&
-    !(hasBulkTransfer(target) && target.versionedUndo === true && target.rowVersions && j.target.primaryKey.length > 0)
-  )
+  // The bulk path reports the source's key of each row: the undo log's key is the target's.
+  const sameKey =
+    j.target.primaryKey.length > 0 &&
+    j.target.primaryKey.length === j.source.primaryKey.length &&
+    j.target.primaryKey.every((k, i) => j.source.primaryKey[i] === k);
+  if (undo && !(hasBulkTransfer(target) && target.versionedUndo === true && target.rowVersions && sameKey))
     return false;
   if (j.checks.length === 0) return true;
   const enforced = hasBulkTransfer(target) ? target.enforces : undefined;

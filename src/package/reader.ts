@@ -126,8 +126,7 @@ export class PackageReader implements Connector, TextExport {
     const upTo = options.upTo as Position | undefined;
     const first = after?.chunk ?? 0;
     const decodeText = mc.text ? this.#textDecoder(mc, mc.text.fields) : undefined;
-    for await (const { index: i, name, data } of this.#chunks(mc, first)) {
-      if (upTo && (i > upTo.chunk || (i === upTo.chunk && upTo.line === 0))) return;
+    for await (const { index: i, name, data } of this.#chunks(mc, first, upTo)) {
       const lines = data.toString("utf8").split("\n");
       lines.pop(); // the text ends with a newline
       const stop = upTo?.chunk === i ? upTo.line : lines.length;
@@ -245,12 +244,16 @@ export class PackageReader implements Connector, TextExport {
   }
 
   /**
-   * The collection's chunks from `first` on, in order, each checked against its SHA-256 again.
+   * The collection's chunks from `first` on (up to the one `upTo` is in), in order, each
+   * checked against its SHA-256 and record count again.
    *
    * @throws FerryError `E_CHECKSUM` when a chunk changed or the file ends before the last one.
    */
-  async *#chunks(mc: ManifestCollection, first: number): AsyncGenerator<ChunkData> {
-    if (first >= mc.chunks.length) return;
+  async *#chunks(mc: ManifestCollection, first: number, upTo?: Position): AsyncGenerator<ChunkData> {
+    const last = upTo
+      ? Math.min(mc.chunks.length, upTo.line > 0 ? upTo.chunk + 1 : upTo.chunk) - 1
+      : mc.chunks.length - 1;
+    if (first > last) return;
     const index = new Map(mc.chunks.map((c, i) => [c.entry, i]));
     const kind = this.manifest.compression;
     for await (const e of entriesOf(this.#path, this.#keys, (name) => (index.get(name) ?? -1) >= first)) {
@@ -265,14 +268,24 @@ export class PackageReader implements Connector, TextExport {
           { details: { entry: e.name } },
         );
       }
+      let lines = 0;
+      for (let at = data.indexOf(10); at >= 0; at = data.indexOf(10, at + 1)) lines++;
+      if (lines !== info.records || (data.length > 0 && data[data.length - 1] !== 10)) {
+        throw new FerryError(
+          "E_CHECKSUM",
+          `${this.displayUrl}: ${e.name} holds ${lines} records, the manifest says ${info.records}: stopped before writing its records`,
+          { details: { entry: e.name } },
+        );
+      }
       yield { index: i, name: e.name, data };
-      if (i === mc.chunks.length - 1) return;
+      if (i === last) return;
     }
     // The tar ended before this collection's last entry: the file changed since it was checked.
+    const missing = mc.chunks[last]?.entry;
     throw new FerryError(
       "E_CHECKSUM",
-      `${this.displayUrl}: ends before ${mc.chunks.at(-1)?.entry} (the file changed since it was checked): stopped before writing the missing records`,
-      { details: { entry: mc.chunks.at(-1)?.entry } },
+      `${this.displayUrl}: ends before ${missing} (the file changed since it was checked): stopped before writing the missing records`,
+      { details: { entry: missing } },
     );
   }
 
@@ -317,7 +330,7 @@ interface Position {
 }
 
 /** Most passes over one package open at once. */
-const MAX_CURSORS = 8;
+const MAX_CURSORS = 32;
 
 /** An open pass over a package, at the chunk it holds. */
 interface Cursor {
@@ -561,6 +574,10 @@ export async function checkPackage(path: string, keys: DecryptWith = {}): Promis
     let bytes = 0;
     if (c.text !== undefined && (manifest.version < 2 || !Array.isArray(c.text.fields))) {
       problems.push(`collection ${c.name}: kept as text in a package of format version ${manifest.version}`);
+    } else if (c.text !== undefined) {
+      const unknown = c.text.fields.filter((f) => !(c.schema?.fields ?? []).some((x) => x.name === f));
+      if (unknown.length > 0)
+        problems.push(`collection ${c.name}: its text has fields its schema lacks (${unknown.join(", ")})`);
     }
     for (const chunk of c.chunks ?? []) {
       listed.add(chunk.entry);

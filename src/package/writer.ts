@@ -270,6 +270,14 @@ export class PackageWriter implements Connector, BulkTransfer {
       limit: options.limit,
     })) {
       const bytes = typeof chunk.text === "string" ? Buffer.from(chunk.text) : chunk.text;
+      const long = longestLine(bytes);
+      if (long.bytes > MAX_RECORD_BYTES) {
+        throw new FerryError(
+          "E_UNSUPPORTED",
+          `${collection.name}: record ${c.records + c.pending + long.index + 1} is ${long.bytes} bytes: a package takes records up to ${MAX_RECORD_BYTES}; no package was written`,
+          { details: { collection: collection.name } },
+        );
+      }
       c.lines.push(bytes);
       c.pending += chunk.rows;
       c.pendingBytes += bytes.length;
@@ -380,6 +388,16 @@ export class PackageWriter implements Connector, BulkTransfer {
   get file(): string {
     return basename(this.#path);
   }
+}
+
+/** The longest line of whole lines of text: its bytes and its index. */
+function longestLine(text: Uint8Array): { bytes: number; index: number } {
+  let best = { bytes: 0, index: 0 };
+  let start = 0;
+  for (let i = 0, nl = text.indexOf(10); nl >= 0; i++, start = nl + 1, nl = text.indexOf(10, start)) {
+    if (nl + 1 - start > best.bytes) best = { bytes: nl + 1 - start, index: i };
+  }
+  return best;
 }
 
 function withoutFields(s: CollectionSchema, omit: Set<string>): CollectionSchema {

@@ -857,7 +857,8 @@ export class PostgresConnector implements Connector, BulkTransfer, TextExport {
         for await (const chunk of stream as AsyncIterable<Buffer>) {
           held.push(chunk);
           heldBytes += chunk.length;
-          if (heldBytes < TEXT_CHUNK_BYTES) continue;
+          // Joined once enough is held and a line ends in the newest piece (a huge row is not re-joined per piece).
+          if (heldBytes < TEXT_CHUNK_BYTES || chunk.lastIndexOf(10) < 0) continue;
           const all = held.length === 1 ? (held[0] as Buffer) : Buffer.concat(held, heldBytes);
           const end = all.lastIndexOf(10) + 1;
           held = end < all.length ? [all.subarray(end)] : [];
@@ -1485,7 +1486,7 @@ export class PostgresConnector implements Connector, BulkTransfer, TextExport {
         if (into.rowCount !== count || (keys && keys.length !== count)) {
           throw new FerryError(
             "E_INTERNAL",
-            `bulk copy of ${to.name} from ${source.displayUrl}: the server read ${into.rowCount} rows of ${count} sent (a value's escaping is wrong): a bug in Ferry`,
+            `bulk copy of ${to.name} from ${source.displayUrl}: ${count} rows sent, the server read ${into.rowCount}${keys ? ` and ${keys.length} keys were found` : ""} (a value's escaping is wrong): a bug in Ferry`,
           );
         }
         let added: BulkAdded | undefined;
@@ -1504,8 +1505,10 @@ export class PostgresConnector implements Connector, BulkTransfer, TextExport {
         journal: true,
         undo: options.undo === true,
         wrap: (err) => {
-          if (isFerryError(err, "E_INTERNAL")) return err;
-          const reason = isFerryError(err) ? err.message : describePgError(err);
+          // The source's own failures (a damaged package, a lost connection) stop the run:
+          // only the server's refusal is a batch to redo record by record.
+          if (isFerryError(err)) return err;
+          const reason = describePgError(err);
           return new FerryError(
             "E_WRITE",
             `bulk copy of ${to.name} from ${source.displayUrl} failed: ${reason}: nothing of this batch was written`,
