@@ -497,6 +497,57 @@ describe("a PostgreSQL package imported into PostgreSQL on the bulk path", () =>
     expect(await canonical(to)).toEqual({ authors: [], posts: [] });
   });
 
+  it("a bulk import whose connections are killed mid-way loses nothing: it finishes or resumes, and rolls back exactly", async () => {
+    const src = await pgSource(6000);
+    const out = file("pg-kill.ferry");
+    await exportPackage({ from: src, output: out });
+    const db = "ferry_kill_test";
+    await ensurePgDatabase(db);
+    const schema = `killbulk_${tag}`;
+    await pgQuery(db, `DROP SCHEMA IF EXISTS ${schema} CASCADE; CREATE SCHEMA ${schema}`);
+    const to = `postgres://postgres@127.0.0.1:5432/${db}?schema=${schema}`;
+    try {
+      let killed: Promise<{ pg_terminate_backend: boolean }[]> | undefined;
+      const outcome = await importPackage({
+        input: out,
+        to,
+        batchSize: 100,
+        jobs: 1,
+        onEvent: (e) => {
+          if (e.type === "progress" && killed === undefined) {
+            killed = pgQuery(
+              db,
+              "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+              [db],
+            ) as Promise<{ pg_terminate_backend: boolean }[]>;
+          }
+        },
+      }).catch((e: unknown) => e);
+      expect((await killed)?.some((r) => r.pg_terminate_backend)).toBe(true);
+      // A batch whose connection died was rolled back by the server: the bulk path takes it as
+      // refused and redoes it on the record path over a new connection, so the import may
+      // finish; when that fails too, the run is unfinished and --resume finishes it.
+      let runId: string;
+      if (outcome instanceof Error) {
+        expect(isFerryError(outcome) && outcome.code !== "E_INTERNAL", String(outcome)).toBe(true);
+        const [run] = await history({ at: to });
+        expect(["running", "failed", "interrupted"]).toContain(run?.status);
+        const done = await importPackage({ input: out, to, batchSize: 100, resume: true });
+        expect(done.runId).toBe(run?.id);
+        expect(done.status).toBe("done");
+        runId = done.runId;
+      } else {
+        expect((outcome as { status: string }).status).toBe("done");
+        runId = (outcome as { runId: string }).runId;
+      }
+      expect(await canonical(to)).toEqual(await canonical(src));
+      await rollback({ at: to, id: runId });
+      expect(await canonical(to)).toEqual({ authors: [], posts: [] });
+    } finally {
+      await pgQuery(db, `DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => {});
+    }
+  });
+
   it("an interrupted bulk import resumes from its last batch, and the rollback empties the tables", async () => {
     const src = await pgSource(900);
     const out = file("pg-resume.ferry");
