@@ -1259,10 +1259,7 @@ function bulkAllowed(target: Connector, j: Job, undo: boolean): boolean {
   // An undo log is built from the records, unless the target reports what a bulk batch added.
   if (j.spec?.schema || j.spec?.transform || j.shape !== j.source) return false;
   // The bulk path reports the source's key of each row: the undo log's key is the target's.
-  const sameKey =
-    j.target.primaryKey.length > 0 &&
-    j.target.primaryKey.length === j.source.primaryKey.length &&
-    j.target.primaryKey.every((k, i) => j.source.primaryKey[i] === k);
+  const sameKey = j.target.primaryKey.length > 0 && sameFields(j.target.primaryKey, j.source.primaryKey);
   if (undo && !(hasBulkTransfer(target) && target.versionedUndo === true && target.rowVersions && sameKey))
     return false;
   if (j.checks.length === 0) return true;
@@ -1658,7 +1655,12 @@ async function refusePrimaryKeyCollisions(target: Connector | undefined, j: Job,
 }
 
 function sameKeyAsPrimary(j: Job): boolean {
-  return j.key.length === j.source.primaryKey.length && j.key.every((k, i) => j.source.primaryKey[i] === k);
+  return sameFields(j.key, j.source.primaryKey);
+}
+
+/** The same field names in the same order. */
+function sameFields(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((k, i) => b[i] === k);
 }
 
 function countOp(s: CollectionStats, op: OpKind): void {

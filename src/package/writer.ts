@@ -232,15 +232,15 @@ export class PackageWriter implements Connector, BulkTransfer {
   }
 
   /**
-   * True for a collection not written yet, with no field left out, from a source that
-   * exports it as text its engine's connector decodes again.
+   * True for a collection with no field left out, not written as records yet, from a source
+   * that exports it as text its engine's connector decodes again.
    */
   canBulkCopyFrom(source: Connector, collection: CollectionSchema): boolean {
     const c = this.#collections.get(collection.name);
     return (
       c !== undefined &&
       c.omit.size === 0 &&
-      c.records + c.pending === 0 &&
+      (c.text !== undefined || c.records + c.pending === 0) &&
       hasTextExport(source) &&
       source.textFields(collection) !== undefined &&
       collection.engine !== undefined &&
