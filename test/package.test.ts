@@ -22,6 +22,7 @@ import "../src/connectors/index.js";
 import { copy } from "../src/core/copy.js";
 import { isFerryError } from "../src/core/errors.js";
 import type { Bookmark } from "../src/core/messages.js";
+import { unlock } from "../src/package/encryption.js";
 import { type Manifest, manifestDigest, PACKAGE_VERSION } from "../src/package/format.js";
 import { exportPackage, importPackage, inspectPackage, validatePackage } from "../src/package/package.js";
 import { PackageReader } from "../src/package/reader.js";
@@ -509,6 +510,33 @@ describe("packages and runs that change underneath", () => {
     })().catch((e: unknown) => e);
     expect(isFerryError(err, "E_CHECKSUM")).toBe(true);
     expect((err as Error).message).toMatch(/ends before data\/order_items\/000001/);
+  });
+});
+
+describe("an encrypted package's file key", () => {
+  it("is unwrapped once and opens every later pass alone; another file's key is refused", async () => {
+    const a = file("a.ferry");
+    const b = file("b.ferry");
+    for (const output of [a, b]) {
+      await exportPackage({ from: SHOP, output, collections: ["products"], encryption: { passphrase: "p1" } });
+    }
+    const { fileKey } = await unlock(a, { passphrase: "p1" });
+    expect(fileKey).toBeInstanceOf(Uint8Array);
+    const reader = await PackageReader.open(a, { fileKey: fileKey as Uint8Array });
+    try {
+      const [products] = await reader.discover();
+      let n = 0;
+      for await (const batch of reader.read(products as NonNullable<typeof products>, { batchSize: 7 })) {
+        n += batch.records.length;
+      }
+      expect(n).toBe(20);
+    } finally {
+      await reader.close();
+    }
+    // Each file has its own key: b's header does not verify with a's.
+    const err = await PackageReader.open(b, { fileKey: fileKey as Uint8Array }).catch((e: unknown) => e);
+    expect(isFerryError(err, "E_CHECKSUM")).toBe(true);
+    expect((err as Error).message).toMatch(/age header/);
   });
 });
 

@@ -6,7 +6,7 @@
 import { closeSync, openSync, readFileSync, readSync } from "node:fs";
 import { Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
-import { FerryError } from "../core/errors.js";
+import { FerryError, isFerryError } from "../core/errors.js";
 
 /** How a package is encrypted. */
 export type EncryptTo = { passphrase: string } | { recipients: string[] };
@@ -16,6 +16,11 @@ export interface DecryptWith {
   passphrase?: string;
   /** Identity files' paths (`age-keygen` output: `AGE-SECRET-KEY-1…` lines, `#` comments). */
   identityFiles?: string[];
+  /**
+   * The file key a passphrase or identity unwrapped from this file's header ({@link unlock}):
+   * later passes over the file use it, without deriving it again (scrypt takes about a second).
+   */
+  fileKey?: Uint8Array;
 }
 
 /** The binary age header's first line; armored files start with a PEM line. */
@@ -67,8 +72,54 @@ export async function decryptStream(
   keys: DecryptWith,
   file: string,
 ): Promise<Readable> {
+  const d = await decrypterFor(keys, file);
+  const web = ReadableStream.from(cipher) as unknown as globalThis.ReadableStream<Uint8Array>;
+  try {
+    const out = await d.decrypt(web);
+    return Readable.fromWeb(out as unknown as WebReadableStream<Uint8Array>);
+  } catch (err) {
+    throw decryptError(err, keys, file);
+  }
+}
+
+/**
+ * `keys` with the file key of the encrypted file at `path` (read from its header once), so
+ * each later pass over it skips the passphrase's key derivation.
+ *
+ * @throws FerryError as {@link decryptStream} does.
+ */
+export async function unlock(path: string, keys: DecryptWith): Promise<DecryptWith> {
+  if (keys.fileKey) return keys;
+  const d = await decrypterFor(keys, path);
+  // The header is text lines up to its MAC line; what follows it is ignored.
+  const head = Buffer.alloc(MAX_HEADER_BYTES);
+  const fd = openSync(path, "r");
+  let n: number;
+  try {
+    n = readSync(fd, head, 0, head.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  try {
+    return { ...keys, fileKey: await d.decryptHeader(head.subarray(0, n)) };
+  } catch (err) {
+    throw decryptError(err, keys, path);
+  }
+}
+
+/** Bytes read for an age header (a few hundred per recipient). */
+const MAX_HEADER_BYTES = 1 << 20;
+
+/** A decrypter holding the file key when it is known, else the passphrase and identities. */
+async function decrypterFor(keys: DecryptWith, file: string) {
   const { Decrypter } = await import("age-encryption");
   const d = new Decrypter();
+  const fileKey = keys.fileKey;
+  if (fileKey) {
+    // The header's MAC is still checked with it: another file's header is refused.
+    d.addIdentity({ unwrapFileKey: () => fileKey });
+    return d;
+  }
   if (keys.passphrase === undefined && (keys.identityFiles ?? []).length === 0) {
     throw new FerryError(
       "E_DECRYPT",
@@ -77,26 +128,26 @@ export async function decryptStream(
   }
   if (keys.passphrase !== undefined) d.addPassphrase(keys.passphrase);
   for (const f of keys.identityFiles ?? []) for (const id of identitiesIn(f)) d.addIdentity(id);
-  const web = ReadableStream.from(cipher) as unknown as globalThis.ReadableStream<Uint8Array>;
-  try {
-    const out = await d.decrypt(web);
-    return Readable.fromWeb(out as unknown as WebReadableStream<Uint8Array>);
-  } catch (err) {
-    const why = (err as Error).message;
-    if (!/no identity matched|passphrase|recipient|scrypt/i.test(why)) {
-      // Not a key that failed: the header itself is damaged.
-      throw new FerryError("E_CHECKSUM", `${file}: its age header is damaged (${why}): not a whole encrypted package`, {
-        cause: err,
-        details: { file },
-      });
-    }
-    const what = keys.passphrase !== undefined ? "the passphrase" : "the identity";
-    throw new FerryError(
-      "E_DECRYPT",
-      `${file}: ${what} does not open it (${(err as Error).message}); nothing was read or written: check FERRY_PASSPHRASE or --identity`,
-      { cause: err, details: { file } },
-    );
+  return d;
+}
+
+/** Why a decryption failed: a key that does not open it (`E_DECRYPT`), or a damaged header (`E_CHECKSUM`). */
+function decryptError(err: unknown, keys: DecryptWith, file: string): FerryError {
+  if (isFerryError(err)) return err;
+  const why = (err as Error).message;
+  if (keys.fileKey || !/no identity matched|passphrase|recipient|scrypt/i.test(why)) {
+    // Not a key that failed: the header itself is damaged (or changed since it was opened).
+    return new FerryError("E_CHECKSUM", `${file}: its age header is damaged (${why}): not a whole encrypted package`, {
+      cause: err,
+      details: { file },
+    });
   }
+  const what = keys.passphrase !== undefined ? "the passphrase" : "the identity";
+  return new FerryError(
+    "E_DECRYPT",
+    `${file}: ${what} does not open it (${why}); nothing was read or written: check FERRY_PASSPHRASE or --identity`,
+    { cause: err, details: { file } },
+  );
 }
 
 /** The `AGE-SECRET-KEY-…` lines of an identity file. */

@@ -27,7 +27,7 @@ import { factoryForEngine } from "../core/registry.js";
 import type { CollectionSchema } from "../core/schema.js";
 import type { Row } from "../core/values.js";
 import { decompressChunk } from "./compression.js";
-import { type DecryptWith, decryptStream, isAgeEncrypted, isEncryptedFile } from "./encryption.js";
+import { type DecryptWith, decryptStream, isAgeEncrypted, isEncryptedFile, unlock } from "./encryption.js";
 import {
   type ChunkInfo,
   type Compression,
@@ -89,7 +89,9 @@ export class PackageReader implements Connector, TextExport {
    * and where (damaged, truncated, edited, or from a newer Ferry).
    */
   static async open(path: string, keys: DecryptWith = {}): Promise<PackageReader> {
-    return new PackageReader(path, keys, await checkPackage(path, keys));
+    // An encrypted package's key is derived once, for every pass over it.
+    const unlocked = isEncryptedFile(path) ? await unlock(path, keys) : keys;
+    return new PackageReader(path, unlocked, await checkPackage(path, unlocked));
   }
 
   async check(): Promise<void> {}
@@ -520,6 +522,7 @@ export async function checkPackage(path: string, keys: DecryptWith = {}): Promis
   } catch (err) {
     throw new FerryError("E_NOT_FOUND", `no package ${path}: check the path`, { cause: err });
   }
+  if (isEncryptedFile(path)) keys = await unlock(path, keys);
   // First every entry's stored bytes; their text too when the manifest has no `stored` checksums (version 1).
   let scan = await scanEntries(path, keys, false);
   const { manifestText } = scan;
