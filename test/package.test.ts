@@ -536,7 +536,22 @@ describe("an encrypted package's file key", () => {
     // Each file has its own key: b's header does not verify with a's.
     const err = await PackageReader.open(b, { fileKey: fileKey as Uint8Array }).catch((e: unknown) => e);
     expect(isFerryError(err, "E_CHECKSUM")).toBe(true);
-    expect((err as Error).message).toMatch(/age header/);
+    expect((err as Error).message).toMatch(/age header no longer verifies/);
+    // Nor does a file replaced under a reader that opened it.
+    const open = await PackageReader.open(a, { passphrase: "p1" });
+    try {
+      copyFile(b, a);
+      const [products] = await open.discover();
+      const swapped = await (async () => {
+        for await (const _ of open.read(products as NonNullable<typeof products>, { batchSize: 7 })) {
+          // reading
+        }
+      })().catch((e: unknown) => e);
+      expect(isFerryError(swapped, "E_CHECKSUM")).toBe(true);
+      expect((swapped as Error).message).toMatch(/replaced since it was opened/);
+    } finally {
+      await open.close();
+    }
   });
 });
 

@@ -16,9 +16,13 @@ export interface DecryptWith {
   passphrase?: string;
   /** Identity files' paths (`age-keygen` output: `AGE-SECRET-KEY-1…` lines, `#` comments). */
   identityFiles?: string[];
+}
+
+/** Keys with, once {@link unlock} found it, the file key itself (kept inside the reader, never exported). */
+export interface UnlockedKeys extends DecryptWith {
   /**
-   * The file key a passphrase or identity unwrapped from this file's header ({@link unlock}):
-   * later passes over the file use it, without deriving it again (scrypt takes about a second).
+   * The file key a passphrase or identity unwrapped from this file's header: later passes
+   * over the file use it, without deriving it again (scrypt takes about a second).
    */
   fileKey?: Uint8Array;
 }
@@ -69,7 +73,7 @@ export async function encryptStream(plain: AsyncIterable<Uint8Array>, to: Encryp
  */
 export async function decryptStream(
   cipher: AsyncIterable<Uint8Array>,
-  keys: DecryptWith,
+  keys: UnlockedKeys,
   file: string,
 ): Promise<Readable> {
   const d = await decrypterFor(keys, file);
@@ -88,21 +92,27 @@ export async function decryptStream(
  *
  * @throws FerryError as {@link decryptStream} does.
  */
-export async function unlock(path: string, keys: DecryptWith): Promise<DecryptWith> {
+export async function unlock(path: string, keys: UnlockedKeys): Promise<UnlockedKeys> {
   if (keys.fileKey) return keys;
   const d = await decrypterFor(keys, path);
   // The header is text lines up to its MAC line; what follows it is ignored.
   const head = Buffer.alloc(MAX_HEADER_BYTES);
-  const fd = openSync(path, "r");
-  let n: number;
+  let n = 0;
   try {
-    n = readSync(fd, head, 0, head.length, 0);
-  } finally {
-    closeSync(fd);
+    const fd = openSync(path, "r");
+    try {
+      for (let got = -1; got !== 0 && n < head.length; n += got) got = readSync(fd, head, n, head.length - n, n);
+    } finally {
+      closeSync(fd);
+    }
+  } catch (err) {
+    throw new FerryError("E_NOT_FOUND", `cannot read ${path}: ${(err as Error).message}`, { cause: err });
   }
   try {
     return { ...keys, fileKey: await d.decryptHeader(head.subarray(0, n)) };
   } catch (err) {
+    // A header longer than what was read (thousands of recipients): each pass derives the key.
+    if (n === head.length && !/no identity matched|HMAC/i.test((err as Error).message)) return keys;
     throw decryptError(err, keys, path);
   }
 }
@@ -111,7 +121,7 @@ export async function unlock(path: string, keys: DecryptWith): Promise<DecryptWi
 const MAX_HEADER_BYTES = 1 << 20;
 
 /** A decrypter holding the file key when it is known, else the passphrase and identities. */
-async function decrypterFor(keys: DecryptWith, file: string) {
+async function decrypterFor(keys: UnlockedKeys, file: string) {
   const { Decrypter } = await import("age-encryption");
   const d = new Decrypter();
   const fileKey = keys.fileKey;
@@ -132,11 +142,18 @@ async function decrypterFor(keys: DecryptWith, file: string) {
 }
 
 /** Why a decryption failed: a key that does not open it (`E_DECRYPT`), or a damaged header (`E_CHECKSUM`). */
-function decryptError(err: unknown, keys: DecryptWith, file: string): FerryError {
+function decryptError(err: unknown, keys: UnlockedKeys, file: string): FerryError {
   if (isFerryError(err)) return err;
   const why = (err as Error).message;
-  if (keys.fileKey || !/no identity matched|passphrase|recipient|scrypt/i.test(why)) {
-    // Not a key that failed: the header itself is damaged (or changed since it was opened).
+  if (keys.fileKey) {
+    return new FerryError(
+      "E_CHECKSUM",
+      `${file}: its age header no longer verifies (${why}): the file was damaged or replaced since it was opened`,
+      { cause: err, details: { file } },
+    );
+  }
+  if (!/no identity matched|passphrase|recipient|scrypt/i.test(why)) {
+    // Not a key that failed: the header itself is damaged.
     return new FerryError("E_CHECKSUM", `${file}: its age header is damaged (${why}): not a whole encrypted package`, {
       cause: err,
       details: { file },

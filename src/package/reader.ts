@@ -27,7 +27,14 @@ import { factoryForEngine } from "../core/registry.js";
 import type { CollectionSchema } from "../core/schema.js";
 import type { Row } from "../core/values.js";
 import { decompressChunk } from "./compression.js";
-import { type DecryptWith, decryptStream, isAgeEncrypted, isEncryptedFile, unlock } from "./encryption.js";
+import {
+  type DecryptWith,
+  decryptStream,
+  isAgeEncrypted,
+  isEncryptedFile,
+  type UnlockedKeys,
+  unlock,
+} from "./encryption.js";
 import {
   type ChunkInfo,
   type Compression,
@@ -67,10 +74,10 @@ export class PackageReader implements Connector, TextExport {
   readonly encrypted: boolean;
   readonly fileBytes: number;
   readonly #path: string;
-  readonly #keys: DecryptWith;
+  readonly #keys: UnlockedKeys;
   readonly #journal = new MemoryJournal();
 
-  private constructor(path: string, keys: DecryptWith, check: PackageCheck) {
+  private constructor(path: string, keys: UnlockedKeys, check: PackageCheck) {
     this.#path = resolve(path);
     this.#keys = keys;
     this.displayUrl = path;
@@ -88,7 +95,7 @@ export class PackageReader implements Connector, TextExport {
    * encrypted and the keys given do not open it, `E_CHECKSUM` listing every check that failed
    * and where (damaged, truncated, edited, or from a newer Ferry).
    */
-  static async open(path: string, keys: DecryptWith = {}): Promise<PackageReader> {
+  static async open(path: string, keys: UnlockedKeys = {}): Promise<PackageReader> {
     // An encrypted package's key is derived once, for every pass over it.
     const unlocked = isEncryptedFile(path) ? await unlock(path, keys) : keys;
     return new PackageReader(path, unlocked, await checkPackage(path, unlocked));
@@ -363,7 +370,7 @@ function decodeTextLine(decode: (line: string) => Row, text: string, where: { fi
 }
 
 /** The package's bytes, decrypted when it is encrypted. */
-async function plainStream(path: string, keys: DecryptWith): Promise<{ stream: Readable; encrypted: boolean }> {
+async function plainStream(path: string, keys: UnlockedKeys): Promise<{ stream: Readable; encrypted: boolean }> {
   const head = Buffer.alloc(64);
   let fd: number;
   try {
@@ -399,7 +406,7 @@ async function plainStream(path: string, keys: DecryptWith): Promise<{ stream: R
  * @throws FerryError `E_CHECKSUM` when the tar is damaged or ends early, or the encrypted
  * payload fails its authentication.
  */
-async function* entriesOf(path: string, keys: DecryptWith, want: (name: string) => boolean): AsyncGenerator<Entry> {
+async function* entriesOf(path: string, keys: UnlockedKeys, want: (name: string) => boolean): AsyncGenerator<Entry> {
   const { stream, encrypted } = await plainStream(path, keys);
   const extract = tar.extract();
   stream.on("error", (err) => extract.destroy(err));
@@ -457,7 +464,7 @@ interface Scan {
 }
 
 /** One pass over a package's entries: each data entry hashed as stored and, with `text`, decompressed. */
-async function scanEntries(path: string, keys: DecryptWith, text: boolean): Promise<Scan> {
+async function scanEntries(path: string, keys: UnlockedKeys, text: boolean): Promise<Scan> {
   const problems: string[] = [];
   const found: Scan["found"] = new Map();
   const collectionHashes = new Map<string, ReturnType<typeof createHash>>();
@@ -515,7 +522,7 @@ async function scanEntries(path: string, keys: DecryptWith, text: boolean): Prom
  * manifest has every entry's `stored` checksum is checked byte for byte without being
  * decompressed (its text is checked again as it is read); an older one is decompressed.
  */
-export async function checkPackage(path: string, keys: DecryptWith = {}): Promise<PackageCheck> {
+export async function checkPackage(path: string, keys: UnlockedKeys = {}): Promise<PackageCheck> {
   let fileBytes: number;
   try {
     fileBytes = statSync(path).size;
