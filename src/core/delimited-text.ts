@@ -10,6 +10,13 @@ const SPECIAL = /[\\\t\n\r]/;
 const SPECIAL_ALL = /[\\\t\n\r]/g;
 const ESCAPES: Readonly<Record<string, string>> = { "\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r" };
 
+/** Lines (newlines) in `text`: rows of delimited text, records of NDJSON. */
+export function countLines(text: Uint8Array): number {
+  let n = 0;
+  for (let i = text.indexOf(10); i >= 0; i = text.indexOf(10, i + 1)) n++;
+  return n;
+}
+
 /**
  * A value as one delimited-text field (`\N` for NULL).
  *

@@ -21,20 +21,14 @@ import type {
   TextExport,
   WriteResult,
 } from "../core/connector.js";
+import { countLines } from "../core/delimited-text.js";
 import { FerryError, isFerryError } from "../core/errors.js";
 import type { Bookmark } from "../core/messages.js";
 import { factoryForEngine } from "../core/registry.js";
 import type { CollectionSchema } from "../core/schema.js";
 import type { Row } from "../core/values.js";
 import { decompressChunk } from "./compression.js";
-import {
-  type DecryptWith,
-  decryptStream,
-  isAgeEncrypted,
-  isEncryptedFile,
-  type UnlockedKeys,
-  unlock,
-} from "./encryption.js";
+import { decryptStream, isAgeEncrypted, isEncryptedFile, type UnlockedKeys, unlock } from "./encryption.js";
 import {
   type ChunkInfo,
   type Compression,
@@ -61,6 +55,8 @@ export interface PackageCheck {
   encrypted: boolean;
   /** Bytes of the package file. */
   fileBytes: number;
+  /** The keys given, with an encrypted package's file key once unwrapped. */
+  keys: UnlockedKeys;
 }
 
 /** A package opened and checked, to be read. */
@@ -96,9 +92,9 @@ export class PackageReader implements Connector, TextExport {
    * and where (damaged, truncated, edited, or from a newer Ferry).
    */
   static async open(path: string, keys: UnlockedKeys = {}): Promise<PackageReader> {
-    // An encrypted package's key is derived once, for every pass over it.
-    const unlocked = isEncryptedFile(path) ? await unlock(path, keys) : keys;
-    return new PackageReader(path, unlocked, await checkPackage(path, unlocked));
+    const check = await checkPackage(path, keys);
+    // An encrypted package's key, derived once by the check, serves every later pass.
+    return new PackageReader(path, check.keys, check);
   }
 
   async check(): Promise<void> {}
@@ -277,8 +273,7 @@ export class PackageReader implements Connector, TextExport {
           { details: { entry: e.name } },
         );
       }
-      let lines = 0;
-      for (let at = data.indexOf(10); at >= 0; at = data.indexOf(10, at + 1)) lines++;
+      const lines = countLines(data);
       if (lines !== info.records || (data.length > 0 && data[data.length - 1] !== 10)) {
         throw new FerryError(
           "E_CHECKSUM",
@@ -505,8 +500,7 @@ async function scanEntries(path: string, keys: UnlockedKeys, text: boolean): Pro
       collectionHashes.set(collection, h);
     }
     h.update(data);
-    let records = 0;
-    for (let i = data.indexOf(10); i >= 0; i = data.indexOf(10, i + 1)) records++;
+    const records = countLines(data);
     found.set(e.name, {
       stored,
       sha256: createHash("sha256").update(data).digest("hex"),
@@ -529,12 +523,12 @@ export async function checkPackage(path: string, keys: UnlockedKeys = {}): Promi
   } catch (err) {
     throw new FerryError("E_NOT_FOUND", `no package ${path}: check the path`, { cause: err });
   }
-  if (isEncryptedFile(path)) keys = await unlock(path, keys);
+  const encrypted = isEncryptedFile(path);
+  if (encrypted) keys = await unlock(path, keys);
   // First every entry's stored bytes; their text too when the manifest has no `stored` checksums (version 1).
   let scan = await scanEntries(path, keys, false);
   const { manifestText } = scan;
   let problems = scan.problems;
-  const encrypted = isEncryptedFile(path);
   if (manifestText === undefined) {
     throw new FerryError(
       "E_CHECKSUM",
@@ -635,5 +629,5 @@ export async function checkPackage(path: string, keys: UnlockedKeys = {}): Promi
       { details: { problems } },
     );
   }
-  return { manifest, encrypted, fileBytes };
+  return { manifest, encrypted, fileBytes, keys };
 }

@@ -26,6 +26,7 @@ import type {
   WriteResult,
 } from "../../core/connector.js";
 import { hasTextExport } from "../../core/connector.js";
+import { countLines } from "../../core/delimited-text.js";
 import { FerryError, isFerryError } from "../../core/errors.js";
 import type { Bookmark } from "../../core/messages.js";
 import type { CollectionSchema, FieldSchema, FieldType } from "../../core/schema.js";
@@ -136,13 +137,17 @@ function textKeyReader(
   };
 }
 
+/** The bookmark after a COPY text line (split at its tabs) whose key fields are at `key[i].at`. */
+function keyBookmark(parts: string[], key: { at: number; col: ColumnInfo }[]): Bookmark {
+  return { after: key.map(({ at, col }) => encodeValue(col.decode(unescapeCopyText(parts[at] as string)))) };
+}
+
 /** Bytes of COPY text {@link PostgresConnector.exportText} gathers before passing them on. */
 const TEXT_CHUNK_BYTES = 1 << 20;
 
 /** Whole lines of COPY text as a {@link TextChunk}: their count and the bookmark after the last. */
 function textChunkOf(lines: Buffer, bookmarkOf: (line: string) => Bookmark): TextChunk {
-  let rows = 0;
-  for (let i = lines.indexOf(10); i >= 0; i = lines.indexOf(10, i + 1)) rows++;
+  const rows = countLines(lines);
   const start = lines.lastIndexOf(10, lines.length - 2) + 1;
   return { text: lines, rows, bookmark: bookmarkOf(lines.toString("utf8", start, lines.length - 1)) };
 }
@@ -772,16 +777,8 @@ export class PostgresConnector implements Connector, BulkTransfer, TextExport {
       const splitter = new CopyLineSplitter();
       let records: Row[] = [];
       let lastParts: string[] | undefined;
-      const bookmark = (): Bookmark => {
-        if (!keyed) return { offset };
-        const parts = lastParts as string[];
-        return {
-          after: keyCols.map((c, i) => {
-            const raw = parts[keyAt[i] as number] as string;
-            return encodeValue(c.decode(unescapeCopyText(raw)));
-          }),
-        };
-      };
+      const key = keyCols.map((col, i) => ({ at: keyAt[i] as number, col }));
+      const bookmark = (): Bookmark => (keyed ? keyBookmark(lastParts as string[], key) : { offset });
       const take = (line: string): void => {
         const parts = line.split("\t");
         records.push(decodeRow(parts));
@@ -843,10 +840,7 @@ export class PostgresConnector implements Connector, BulkTransfer, TextExport {
     const bounds = this.#bounds(info, options.after, options.upTo);
     const limit = Math.max(1, Math.floor(options.limit));
     const sql = `COPY (SELECT ${names.map(quoteIdent).join(", ")} FROM ${qualified(this.schema, info.name)} ${this.#where(info, bounds)} ORDER BY ${this.#orderBy(info)} LIMIT ${limit}) TO STDOUT`;
-    const bookmarkOf = (line: string): Bookmark => {
-      const parts = line.split("\t");
-      return { after: keyCols.map(({ at, col }) => encodeValue(col.decode(unescapeCopyText(parts[at] as string)))) };
-    };
+    const bookmarkOf = (line: string): Bookmark => keyBookmark(line.split("\t"), keyCols);
     const { client, done } = await this.#readConnection();
     let clean = false;
     try {
